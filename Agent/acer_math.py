@@ -1,0 +1,136 @@
+"""ACER's update as pure functions (Wang et al. 2016, discrete actions).
+
+Notation follows the paper. For a trajectory x_0..x_{k-1} with actions a_i,
+(clipped) rewards r_i, episode ends d_i and behaviour policy mu(.|x_i):
+
+* f(.|x_i): current policy, Q(x_i, .): critic, V(x_i) = sum_a f(a|x_i) Q(x_i, a)
+* rho_i(a) = f(a|x_i) / mu(a|x_i), rho_i = rho_i(a_i)
+* Retrace target (eq. 5, with lambda = 1 and c_i = min(1, rho_i)):
+      Q_ret <- r_i + gamma (1 - d_i) Q_ret          (start: V(x_k), or 0 after a done)
+      Q_ret(x_i, a_i) recorded, then
+      Q_ret <- min(1, rho_i) (Q_ret - Q(x_i, a_i)) + V(x_i)
+* Policy gradient with truncation and bias correction (eq. 8), written as a
+  gradient g_i with respect to the policy distribution phi_i = f(.|x_i)
+  (the probability vector), every other factor held fixed:
+      g_i = min(c, rho_i) (Q_ret_i - V_i) grad log f(a_i)
+          + sum_a [1 - c / rho_i(a)]_+ f(a) (Q(x_i, a) - V_i) grad log f(a)
+  so g_i[a] = [1 - c/rho_i(a)]_+ (Q_i(a) - V_i) + 1[a = a_i] min(c, rho_i) (Q_ret_i - V_i) / f(a_i)
+* Efficient trust region (eq. 12): k_i = grad_phi KL(f_avg || f) = -f_avg / f,
+      z_i = g_i - max(0, (k_i.g_i - delta) / ||k_i||^2) k_i
+  which solves  min_z 0.5 ||g_i - z||^2  s.t.  k_i.z <= delta.
+
+The network is then moved along z_i through the chain rule: the surrogate
+loss ``-(z_i . f(.|x_i))`` has exactly that gradient. All functions take a
+leading time dimension T and broadcast over any trailing batch dimensions
+between T and the action dimension A.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def retrace_targets(rewards: torch.Tensor, dones: torch.Tensor, q_taken: torch.Tensor,
+                    values: torch.Tensor, rho_bar: torch.Tensor, bootstrap_value: torch.Tensor,
+                    gamma: float) -> torch.Tensor:
+    """Q_ret for each step, computed backwards from ``bootstrap_value`` = V(x_k).
+
+    ``rewards``, ``dones``, ``q_taken`` (Q(x_i, a_i)), ``values`` (V(x_i)) and
+    ``rho_bar`` (min(1, rho_i)) have shape [T, ...]; ``bootstrap_value`` has
+    the trailing shape. A done at step i cuts the bootstrap: Q_ret_i = r_i.
+    Inputs are treated as constants (the result is a target).
+    """
+    rewards, q_taken, values, rho_bar = (t.detach() for t in (rewards, q_taken, values, rho_bar))
+    not_done = 1.0 - dones.to(rewards.dtype)
+    q_ret = bootstrap_value.detach().to(rewards.dtype)
+    out = torch.empty_like(rewards)
+    for i in range(rewards.shape[0] - 1, -1, -1):
+        q_ret = rewards[i] + gamma * not_done[i] * q_ret
+        out[i] = q_ret
+        q_ret = rho_bar[i] * (q_ret - q_taken[i]) + values[i]
+    return out
+
+
+def importance_weights(policy: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """rho(a) = f(a|x) / mu(a|x) for every action, shape [..., A] (no gradient)."""
+    return policy.detach() / mu
+
+
+def policy_gradient_wrt_probs(policy: torch.Tensor, q: torch.Tensor, actions: torch.Tensor,
+                              mu: torch.Tensor, q_ret: torch.Tensor, c: float) -> torch.Tensor:
+    """g_i: gradient of ACER's truncated, bias-corrected objective w.r.t. f(.|x_i).
+
+    Shapes: ``policy``, ``q``, ``mu`` [..., A]; ``actions``, ``q_ret`` [...].
+    """
+    f = policy.detach()
+    q = q.detach()
+    values = (f * q).sum(-1, keepdim=True)
+    a = actions.unsqueeze(-1)
+    rho_a = importance_weights(f.gather(-1, a), mu.gather(-1, a))
+    advantage_ret = q_ret.detach().unsqueeze(-1) - values
+    # [1 - c / rho(a)]_+ written as [1 - c mu(a) / f(a)]_+ so a zero mu never divides.
+    correction = torch.clamp(1.0 - c * mu / f.clamp_min(torch.finfo(f.dtype).tiny), min=0.0)
+    g = correction * (q - values)
+    truncated = torch.clamp(rho_a, max=c) * advantage_ret / f.gather(-1, a)
+    return g.scatter_add(-1, a, truncated)
+
+
+def kl_gradient_wrt_probs(average_policy: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
+    """k_i = d KL(f_avg || f) / d f = -f_avg / f."""
+    return -average_policy.detach() / policy.detach()
+
+
+def trust_region_projection(g: torch.Tensor, k: torch.Tensor, delta: float) -> torch.Tensor:
+    """z = g - max(0, (k.g - delta) / ||k||^2) k, per row of the last dimension."""
+    scale = ((k * g).sum(-1, keepdim=True) - delta) / (k * k).sum(-1, keepdim=True).clamp_min(1e-12)
+    return g - scale.clamp_min(0.0) * k
+
+
+def entropy(log_policy: torch.Tensor) -> torch.Tensor:
+    """H(f) = -sum_a f(a) log f(a), per row."""
+    return -(log_policy.exp() * log_policy).sum(-1)
+
+
+def acer_loss(logits: torch.Tensor, q: torch.Tensor, average_logits: torch.Tensor,
+              actions: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor,
+              mu: torch.Tensor, bootstrap_value: torch.Tensor, *, gamma: float, c: float,
+              delta: float, entropy_coef: float, critic_coef: float,
+              trust_region: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The scalar loss whose gradient is one ACER update on a trajectory, and its parts.
+
+    ``logits``, ``q``: the network's outputs on x_0..x_{k-1}, [T, ..., A];
+    ``average_logits``: the average network's on the same states;
+    ``bootstrap_value``: V(x_k) (ignored where the last step is a done).
+
+    loss = policy_loss + critic_coef * value_loss - entropy_coef * entropy, with
+      policy_loss = -mean_i(z_i . f(.|x_i))       (gradient: -mean_i z_i df_i/dtheta)
+      value_loss  = mean_i (Q_ret_i - Q(x_i, a_i))^2
+    Departure from the paper: terms are averaged over the T steps instead of
+    summed, and the entropy bonus is added outside the trust-region projection.
+    """
+    log_policy = torch.log_softmax(logits, dim=-1)
+    policy = log_policy.exp()
+    f = policy.detach()
+    q_taken = q.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    values = (f * q.detach()).sum(-1)
+    rho = importance_weights(f, mu)
+    rho_bar = torch.clamp(rho.gather(-1, actions.unsqueeze(-1)).squeeze(-1), max=1.0)
+    q_ret = retrace_targets(rewards, dones, q_taken, values, rho_bar, bootstrap_value, gamma)
+    g = policy_gradient_wrt_probs(f, q, actions, mu, q_ret, c)
+    if trust_region:
+        k = kl_gradient_wrt_probs(torch.softmax(average_logits.detach(), dim=-1), f)
+        z = trust_region_projection(g, k, delta)
+    else:
+        z = g
+    policy_loss = -(z.detach() * policy).sum(-1).mean()
+    value_loss = (q_ret - q_taken).pow(2).mean()
+    mean_entropy = entropy(log_policy).mean()
+    loss = policy_loss + critic_coef * value_loss - entropy_coef * mean_entropy
+    with torch.no_grad():  # the paper's objective (eq. 8) as a number to log
+        rho_a = rho.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        log_f_a = log_policy.detach().gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        correction = torch.clamp(1.0 - c * mu / f.clamp_min(torch.finfo(f.dtype).tiny), min=0.0)
+        objective = (torch.clamp(rho_a, max=c) * log_f_a * (q_ret - values)
+                     + (correction * f * log_policy.detach() * (q.detach() - values.unsqueeze(-1))).sum(-1))
+    stats = {"policy_loss": -objective.mean(), "value_loss": value_loss.detach(),
+             "entropy": mean_entropy.detach(), "rho_mean": rho_bar.mean()}
+    return loss, stats

@@ -1,0 +1,193 @@
+"""Training run: shared networks and optimizer, worker processes, supervision, checkpoints.
+
+The main process builds the global and average networks in shared memory and
+the shared Adam, spawns ``n_workers`` processes (spawn start method, one torch
+thread each), and then only listens: it logs what workers report, saves a
+checkpoint every ``interval`` iterations, stops the workers when a budget is
+reached, and reports a worker that fails with its id and traceback.
+"""
+from __future__ import annotations
+
+import os
+import queue as queue_module
+import sys
+import time
+import traceback
+
+import torch
+
+from Agent.acer_worker import (EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS, UPDATES,
+                               run_acer_worker)
+from NN.networks import ACERNet
+from NN.shared_adam import SharedAdam
+from Utils.atari_wrappers import make_env
+from Utils.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, save_checkpoint
+from Utils.config import Config
+from Utils.logger import RunLogger
+
+JOIN_TIMEOUT_S = 10.0
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process raised or died."""
+
+
+def env_spec(cfg: Config) -> tuple[tuple[int, ...], int]:
+    """Observation shape and action count of the training environment."""
+    env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
+    try:
+        if not hasattr(env.action_space, "n"):
+            raise ValueError(f"--algo {cfg.algo} needs a discrete action space; "
+                             f"{cfg.env_name} has {env.action_space}")
+        return tuple(env.observation_space.shape), int(env.action_space.n)
+    finally:
+        env.close()
+
+
+def _worker_entry(worker_id: int, cfg: Config, *args) -> None:
+    """Process target: run the worker; on an exception, report it with the worker id."""
+    torch.set_num_threads(1)
+    queue = args[-1]
+    try:
+        run_acer_worker(worker_id, cfg, *args)
+    except BaseException:
+        queue.put(("error", worker_id, traceback.format_exc()))
+        sys.exit(1)
+
+
+class Trainer:
+    """Owns the shared state of a run and the worker processes."""
+
+    def __init__(self, cfg: Config, run_dir: str, log_dir: str, resume_state: dict | None = None):
+        self.cfg, self.run_dir, self.log_dir = cfg, run_dir, log_dir
+        self.obs_shape, self.n_actions = env_spec(cfg)
+        torch.manual_seed(cfg.seed)
+        self.global_net = ACERNet(self.obs_shape, self.n_actions, cfg.mlp_hidden)
+        self.average_net = ACERNet(self.obs_shape, self.n_actions, cfg.mlp_hidden)
+        self.average_net.load_state_dict(self.global_net.state_dict())
+        self.global_net.share_memory()
+        self.average_net.share_memory()
+        self.optimizer = SharedAdam(self.global_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        self.counters = torch.zeros(cfg.n_workers, N_COUNTERS, dtype=torch.int64).share_memory_()
+        logger_start = None
+        if resume_state is not None:
+            self.global_net.load_state_dict(resume_state["model"])
+            self.average_net.load_state_dict(resume_state["average_model"])
+            self.optimizer.load_state_dict(resume_state["optimizer"])
+            self._restore_counters(resume_state["counters"])
+            logger_start = resume_state.get("logger")
+        os.makedirs(run_dir, exist_ok=True)
+        self.logger = RunLogger(log_dir, cfg.interval, logger_start)
+        self.replay_len = 0
+
+    def _restore_counters(self, saved: dict) -> None:
+        columns = {"worker_steps": STEPS, "worker_episodes": EPISODES,
+                   "worker_iterations": ITERATIONS, "worker_updates": UPDATES,
+                   "worker_skipped_updates": SKIPPED}
+        for key, col in columns.items():
+            values = list(saved.get(key, []))
+            if len(values) == self.cfg.n_workers:
+                self.counters[:, col] = torch.tensor(values)
+            elif values:  # worker count changed: keep the totals on worker 0
+                self.counters[0, col] = sum(values)
+
+    @property
+    def global_steps(self) -> int:
+        return int(self.counters[:, STEPS].sum())
+
+    def checkpoint_state(self) -> dict:
+        """Everything needed to continue or play this run, as plain tensors and numbers."""
+        c = self.counters.clone()
+        return {
+            "format_version": FORMAT_VERSION, "algo": self.cfg.algo, "env_name": self.cfg.env_name,
+            "obs_shape": list(self.obs_shape), "n_actions": self.n_actions,
+            "network_kind": self.global_net.kind, "config": self.cfg.to_dict(),
+            "counters": {"global_steps": int(c[:, STEPS].sum()),
+                         "worker_steps": c[:, STEPS].tolist(), "worker_episodes": c[:, EPISODES].tolist(),
+                         "worker_iterations": c[:, ITERATIONS].tolist(),
+                         "worker_updates": c[:, UPDATES].tolist(),
+                         "worker_skipped_updates": c[:, SKIPPED].tolist(),
+                         "optimizer_steps": int(self.optimizer.step_count)},
+            "logger": self.logger.state(),
+            "model": self.global_net.state_dict(), "average_model": self.average_net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+    def save(self) -> None:
+        save_checkpoint(self.checkpoint_state(), os.path.join(self.run_dir, CHECKPOINT_NAME))
+
+    def _budget_spent(self) -> bool:
+        cfg = self.cfg
+        return bool((cfg.total_steps and self.global_steps >= cfg.total_steps)
+                    or (cfg.max_episodes and self.logger.episodes >= cfg.max_episodes))
+
+    def _handle(self, message) -> None:
+        kind, worker_id = message[0], message[1]
+        if kind == "episode":
+            _, _, reward, length, step = message
+            self.logger.episode(worker_id, reward, length, step)
+        elif kind == "iteration":
+            _, _, stats, replay_len = message
+            if worker_id == 0:
+                self.replay_len = replay_len
+            if self.logger.iteration(stats):
+                self.logger.report(self.global_steps, self.replay_len)
+                self.save()
+        elif kind == "error":
+            raise WorkerFailed(f"worker {worker_id} failed:\n{message[2]}")
+
+    def _drain(self, q, timeout: float) -> None:
+        try:
+            self._handle(q.get(timeout=timeout))
+            while True:
+                self._handle(q.get_nowait())
+        except queue_module.Empty:
+            pass
+
+    def train(self) -> dict:
+        """Run the workers until a budget is spent; return the final counters."""
+        cfg = self.cfg
+        ctx = torch.multiprocessing.get_context("spawn")
+        q, stop_event = ctx.Queue(), ctx.Event()
+        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
+        workers = [ctx.Process(target=_worker_entry, name=f"worker-{i}", daemon=True,
+                               args=(i, cfg, self.global_net, self.average_net, self.optimizer,
+                                     self.counters, stop_event, q))
+                   for i in range(cfg.n_workers)]
+        failure = None
+        try:
+            for w in workers:
+                w.start()
+            while True:
+                self._drain(q, timeout=0.2)
+                if self._budget_spent():
+                    break
+                if not any(w.is_alive() for w in workers):
+                    break
+                for i, w in enumerate(workers):
+                    if w.exitcode not in (None, 0):
+                        self._drain(q, timeout=0.5)  # collect its traceback if it sent one
+                        raise WorkerFailed(f"worker {i} died with exit code {w.exitcode}")
+        except WorkerFailed as err:
+            failure = err
+        finally:
+            stop_event.set()
+            deadline = time.time() + JOIN_TIMEOUT_S
+            while any(w.is_alive() for w in workers) and time.time() < deadline:
+                try:  # keep draining: a worker cannot exit while its queue buffer is full
+                    self._drain(q, timeout=0.1)
+                except WorkerFailed as err:
+                    failure = failure or err
+            for w in workers:
+                if w.is_alive():
+                    w.terminate()
+                w.join(timeout=2.0)
+            try:
+                self._drain(q, timeout=0.05)
+            except WorkerFailed as err:
+                failure = failure or err
+            self.save()
+            self.logger.close()
+        if failure is not None:
+            raise failure
+        return self.checkpoint_state()["counters"]

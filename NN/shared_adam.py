@@ -1,0 +1,75 @@
+"""Adam whose moments and step count live in shared memory, for Hogwild workers.
+
+Every worker process holds a handle to the same tensors: the global network's
+parameters, ``exp_avg``, ``exp_avg_sq`` and the step counter. A worker computes
+gradients on its local copy of the network and hands them to :meth:`step`,
+which applies the same update as ``torch.optim.Adam`` (Kingma & Ba 2015):
+
+    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+    p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+
+Departure from the original: only the step counter is taken under a lock, so
+the optimizer's step count always equals the number of updates the workers
+made (an unlocked ``+= 1`` from two processes can lose increments). The moment
+and parameter updates stay lock-free (Hogwild), as in the original.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+from typing import Iterable
+
+import torch
+
+
+class SharedAdam:
+    """Adam over shared-memory parameters, steppable from many processes."""
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-4,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 lock=None):
+        self.params = [p for p in params]
+        self.lr, self.betas, self.eps = lr, tuple(betas), eps
+        self.exp_avg = [torch.zeros_like(p).share_memory_() for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p).share_memory_() for p in self.params]
+        self.step_count = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.lock = lock if lock is not None else mp.get_context("spawn").Lock()
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor]) -> int:
+        """Apply one Adam update with ``grads`` (one tensor per parameter); return its step number."""
+        with self.lock:
+            self.step_count += 1
+            t = int(self.step_count)
+        beta1, beta2 = self.betas
+        bias1 = 1.0 - beta1 ** t
+        bias2_sqrt = math.sqrt(1.0 - beta2 ** t)
+        torch._foreach_lerp_(self.exp_avg, grads, 1.0 - beta1)
+        torch._foreach_mul_(self.exp_avg_sq, beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1.0 - beta2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, bias2_sqrt)
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(self.params, self.exp_avg, denom, value=-self.lr / bias1)
+        return t
+
+    def state_dict(self) -> dict:
+        """Plain tensors and numbers: step, moments and hyperparameters."""
+        return {"step": int(self.step_count), "exp_avg": [m.clone() for m in self.exp_avg],
+                "exp_avg_sq": [v.clone() for v in self.exp_avg_sq],
+                "lr": self.lr, "betas": list(self.betas), "eps": self.eps}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy a :meth:`state_dict` into the shared tensors in place."""
+        if len(state["exp_avg"]) != len(self.params):
+            raise ValueError("optimizer state does not match the network's parameters")
+        with torch.no_grad():
+            self.step_count.fill_(int(state["step"]))
+            for dst, src in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"]):
+                dst.copy_(src)
+
+
+@torch.no_grad()
+def polyak_update(average: list[torch.Tensor], source: list[torch.Tensor], tau: float) -> None:
+    """``average <- tau * source + (1 - tau) * average``, in place (ACER's average network)."""
+    torch._foreach_lerp_(average, source, tau)

@@ -1,0 +1,139 @@
+"""Environment pipeline: DeepMind-style Atari preprocessing on Gymnasium + ale-py.
+
+Built from Gymnasium's own wrappers wherever they behave as needed:
+
+* ``AtariPreprocessing``: no-op reset (1..30 random NOOPs), max-and-skip 4,
+  grayscale, 84x84 INTER_AREA resize. One difference from the DeepMind
+  baselines: the max over the last two frames is taken on grayscale frames
+  rather than on RGB frames before the grayscale conversion.
+* ``RecordEpisodeStatistics`` (placed *inside* episodic life, so it sees whole
+  games): the raw, unclipped game score and length land in ``info["episode"]``
+  when a real game ends.
+* ``TransformReward(np.sign)``: sign-clipped training rewards.
+* ``FrameStackObservation(4, padding_type="reset")``: the stack is refilled
+  with the first frame at every episode start.
+
+Written here because Gymnasium lacks them with these semantics:
+
+* :class:`EpisodicLife`: a lost life ends the episode for learning, but the
+  game is only really reset on game over (Gymnasium's
+  ``terminal_on_life_loss`` resets the whole game on the following reset).
+* :class:`FireReset`: presses FIRE (then action 2) after every reset for games
+  that wait for it.
+
+Vector-observation environments (CartPole-v1, ...) get only the episode
+statistics wrapper.
+"""
+from __future__ import annotations
+
+import difflib
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import (AtariPreprocessing, FrameStackObservation,
+                                RecordEpisodeStatistics, TransformReward)
+
+gym.register_envs(ale_py)
+
+FRAME_SIZE = 84
+
+
+class EpisodicLife(gym.Wrapper):
+    """End the episode on a life loss; reset the game only on a real game over.
+
+    After a life loss, ``reset`` continues the same game with one NOOP step
+    instead of restarting it, so the agent learns that losing a life is final
+    while the emulator keeps playing (Mnih et al. 2015).
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives:
+            terminated = True
+            info["life_lost"] = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self.game_over = False
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+
+class FireReset(gym.Wrapper):
+    """Take FIRE then action 2 after every reset, for games that need FIRE to start."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        meanings = env.unwrapped.get_action_meanings()
+        if len(meanings) < 3 or meanings[1] != "FIRE":
+            raise ValueError("FireReset needs a game whose action 1 is FIRE")
+
+    def reset(self, **kwargs):
+        self.env.reset(**kwargs)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        return obs, info
+
+
+def is_atari(env_id: str) -> bool:
+    """True for environment ids served by ale-py (``ALE/...`` or ``...NoFrameskip-v4``)."""
+    spec = gym.spec(env_id)
+    return "ale_py" in str(spec.entry_point)
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise ``ValueError`` with close suggestions when ``env_id`` is not registered."""
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ValueError(f"unknown environment id '{env_id}'{hint}")
+
+
+def make_env(env_id: str, training: bool = True, frame_stack: int = 4,
+             render_mode: str | None = None) -> gym.Env:
+    """Build the environment used for training (``training=True``) or play.
+
+    Atari: NoopReset -> MaxAndSkip(4) -> Gray 84x84 -> episode statistics ->
+    [EpisodicLife] -> [FireReset] -> [sign-clipped rewards] -> FrameStack(4).
+    Episodic life and reward clipping are for training only; play sees full
+    games and raw scores. Observations are uint8 arrays of shape (4, 84, 84).
+
+    Vector observations: the raw environment with episode statistics.
+    """
+    check_env_id(env_id)
+    if not is_atari(env_id):
+        return RecordEpisodeStatistics(gym.make(env_id, render_mode=render_mode))
+    # obs_type="grayscale" spares the base env an RGB copy per frame; the
+    # preprocessing wrapper reads the screen from the emulator itself.
+    env = gym.make(env_id, obs_type="grayscale", render_mode=render_mode)
+    if getattr(env.unwrapped, "_frameskip", 1) != 1:
+        raise ValueError(f"{env_id} skips frames itself; use a NoFrameskip-v4 id or ALE/... with frameskip=1")
+    env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=FRAME_SIZE,
+                             terminal_on_life_loss=False, grayscale_obs=True)
+    env = RecordEpisodeStatistics(env)
+    if training:
+        env = EpisodicLife(env)
+    meanings = env.unwrapped.get_action_meanings()
+    if len(meanings) >= 3 and meanings[1] == "FIRE":
+        env = FireReset(env)
+    if training:
+        env = TransformReward(env, lambda r: float(np.sign(r)))
+    return FrameStackObservation(env, frame_stack, padding_type="reset")

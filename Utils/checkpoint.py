@@ -1,0 +1,78 @@
+"""Checkpoint files: plain dicts of tensors and numbers, written atomically, loaded safely.
+
+A checkpoint is written to a temporary file in the same folder, flushed and
+fsynced, then moved over the old one with ``os.replace``, so a crash during a
+save leaves the previous file intact. Files are read with
+``torch.load(weights_only=True)``, which refuses pickles that would run code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+
+import torch
+
+FORMAT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pth"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line for the user."""
+
+
+def save_checkpoint(state: dict, path: str) -> None:
+    """Write ``state`` to ``path`` atomically."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; keep the usual permissions
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str) -> dict:
+    """Read a checkpoint without executing code; :class:`CheckpointError` on any problem."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no checkpoint file at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise CheckpointError(f"{path} is not a safe checkpoint (refused to unpickle: {first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else 'truncated or corrupt'})") from None
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise CheckpointError(f"{path} is not a checkpoint of this project")
+    if state["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {state['format_version']}, newer than "
+                              f"this program's {FORMAT_VERSION}; update the program")
+    return state
+
+
+def latest_run(models_dir: str, env_name: str | None = None) -> str | None:
+    """The newest run folder in ``models_dir`` holding a checkpoint (for ``env_name`` if given)."""
+    if not os.path.isdir(models_dir):
+        return None
+    runs = sorted((d for d in os.listdir(models_dir)
+                   if os.path.isfile(os.path.join(models_dir, d, CHECKPOINT_NAME))), reverse=True)
+    for run in runs:
+        path = os.path.join(models_dir, run)
+        if env_name is None:
+            return path
+        try:
+            if load_checkpoint(os.path.join(path, CHECKPOINT_NAME)).get("env_name") == env_name:
+                return path
+        except CheckpointError:
+            continue
+    return None

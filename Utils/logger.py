@@ -1,0 +1,102 @@
+"""Run logging in the main process: TensorBoard, console lines and a CSV of episodes.
+
+Workers send small messages over a queue; only the main process writes files.
+TensorBoard scalars keep the original's names: ``Max Reward``, ``Running
+Reward`` and ``Episode length`` by episode; ``Running PG Loss``, ``Running
+Value Loss`` and ``Running Grad Norm`` by iteration; plus ``Steps per second``
+by global step. Running values are exponential averages with weight 0.99 on
+the old value, started at the first value. Episodes are whole games with raw
+(unclipped) scores. ``episodes.csv`` beside the events keeps every episode so
+plots need no TensorBoard.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import time
+
+import psutil
+from torch.utils.tensorboard import SummaryWriter
+
+EPISODE_FIELDS = ("episode", "global_step", "wall_time", "worker", "reward", "length", "running_reward")
+
+
+def running_average(old: float | None, new: float, weight: float = 0.99) -> float:
+    """Exponential average with ``weight`` on the old value; the first value starts it."""
+    return new if old is None else weight * old + (1.0 - weight) * new
+
+
+class RunLogger:
+    """Collects worker reports and writes TensorBoard, console and CSV output."""
+
+    def __init__(self, log_dir: str, interval: int, start: dict | None = None):
+        os.makedirs(log_dir, exist_ok=True)
+        start = start or {}
+        self.writer = SummaryWriter(log_dir)
+        self.interval = interval
+        self.episodes = int(start.get("episodes", 0))
+        self.iterations = int(start.get("iterations", 0))
+        self.running_reward = start.get("running_reward")
+        self.max_reward = start.get("max_reward")
+        self.running = {"pg_loss": None, "value_loss": None, "grad_norm": None}
+        self.last = {"reward": float("nan"), "length": 0}
+        self.t0 = time.time()
+        self.rate_t, self.rate_steps, self.steps_per_second = time.time(), None, 0.0
+        csv_path = os.path.join(log_dir, "episodes.csv")
+        new = not os.path.exists(csv_path)
+        self.csv_file = open(csv_path, "a", newline="")
+        self.csv = csv.writer(self.csv_file)
+        if new:
+            self.csv.writerow(EPISODE_FIELDS)
+
+    def episode(self, worker: int, reward: float, length: int, global_step: int) -> None:
+        """Record one finished game."""
+        self.episodes += 1
+        self.running_reward = running_average(self.running_reward, reward)
+        self.max_reward = reward if self.max_reward is None else max(self.max_reward, reward)
+        self.last = {"reward": reward, "length": length}
+        self.writer.add_scalar("Max Reward", self.max_reward, self.episodes)
+        self.writer.add_scalar("Running Reward", self.running_reward, self.episodes)
+        self.writer.add_scalar("Episode length", length, self.episodes)
+        self.csv.writerow((self.episodes, global_step, round(time.time() - self.t0, 3), worker,
+                           reward, length, round(self.running_reward, 4)))
+
+    def iteration(self, stats: dict) -> bool:
+        """Record one worker iteration's update statistics; True when an interval is complete."""
+        self.iterations += 1
+        for key in self.running:
+            if key in stats:
+                self.running[key] = running_average(self.running[key], float(stats[key]))
+        if self.iterations % self.interval:
+            return False
+        names = {"pg_loss": "Running PG Loss", "value_loss": "Running Value Loss",
+                 "grad_norm": "Running Grad Norm"}
+        for key, name in names.items():
+            if self.running[key] is not None:
+                self.writer.add_scalar(name, self.running[key], self.iterations)
+        return True
+
+    def report(self, global_step: int, replay_len: int) -> None:
+        """Print the console line and log steps per second."""
+        now = time.time()
+        if self.rate_steps is not None and now > self.rate_t:
+            self.steps_per_second = (global_step - self.rate_steps) / (now - self.rate_t)
+            self.writer.add_scalar("Steps per second", self.steps_per_second, global_step)
+        self.rate_t, self.rate_steps = now, global_step
+        self.csv_file.flush()
+        mem = psutil.virtual_memory()
+        running = float("nan") if self.running_reward is None else self.running_reward
+        print(f"Iter: {self.iterations} | Ep: {self.episodes} | Ep reward: {self.last['reward']:.1f} | "
+              f"Running reward: {running:.2f} | Ep len: {self.last['length']} | "
+              f"Replay len: {replay_len} | Steps: {global_step} | {self.steps_per_second:.1f} steps/s | "
+              f"RAM: {mem.used / 2**30:.1f}/{mem.total / 2**30:.1f} GB | "
+              f"Time: {time.strftime('%H:%M:%S', time.gmtime(now - self.t0))}", flush=True)
+
+    def state(self) -> dict:
+        """Numbers a resumed run needs to continue the curves."""
+        return {"episodes": self.episodes, "iterations": self.iterations,
+                "running_reward": self.running_reward, "max_reward": self.max_reward}
+
+    def close(self) -> None:
+        self.csv_file.close()
+        self.writer.close()

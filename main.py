@@ -1,0 +1,128 @@
+"""Command line: train ACER on Gymnasium / Atari with parallel workers, or play trained weights.
+
+    python main.py --do_train [--env_name PongNoFrameskip-v4] [--n_workers 2] [--total_steps N]
+    python main.py --do_train --resume [RUN_DIR]       # continue a run
+    python main.py [--env_name ...] [--weights FILE]   # play (no --do_train)
+
+Every hyperparameter in training_configs.yml can be overridden as ``--key value``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from Utils.config import HYPERPARAMETER_KEYS, Config
+    defaults = Config()
+    p = argparse.ArgumentParser(description="ACER (Wang et al. 2016) on Atari and Gymnasium.")
+    p.add_argument("--env_name", default=None, help="Gymnasium id (default PongNoFrameskip-v4)")
+    p.add_argument("--interval", type=int, default=None,
+                   help=f"iterations between console lines and checkpoints (default {defaults.interval})")
+    p.add_argument("--do_train", action="store_true", help="train; without it the program plays")
+    p.add_argument("--train_from_scratch", action="store_true",
+                   help="kept from the original, where passing it CONTINUES the last run; use --resume")
+    p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR",
+                   help="continue the newest run in --models_dir, or RUN_DIR")
+    p.add_argument("--seed", type=int, default=None, help=f"random seed (default {defaults.seed})")
+    p.add_argument("--algo", default=None, help="acer")
+    p.add_argument("--n_workers", type=int, default=None, help="worker processes (default: CPU count)")
+    p.add_argument("--total_steps", type=int, default=None, help="stop after this many agent steps")
+    p.add_argument("--max_episodes", type=int, default=None, help="stop after this many games")
+    p.add_argument("--config", default=os.path.join(HERE, "training_configs.yml"),
+                   help="hyperparameter YAML (default training_configs.yml)")
+    p.add_argument("--models_dir", default=None, help="where runs are saved (default Models)")
+    p.add_argument("--logs_dir", default=None, help="where TensorBoard logs go (default Logs)")
+    p.add_argument("--weights", default=None, help="play: checkpoint or weights file to load")
+    p.add_argument("--episodes", type=int, default=1, help="play: number of full games")
+    p.add_argument("--greedy", action="store_true", help="play: take the most probable action")
+    hp = p.add_argument_group("hyperparameters (override training_configs.yml)")
+    for key in HYPERPARAMETER_KEYS:
+        hp.add_argument(f"--{key}", default=None, metavar=type(getattr(defaults, key)).__name__.upper())
+    return p
+
+
+def fail(message: str) -> "NoReturn":
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from Utils.atari_wrappers import check_env_id
+    from Utils.checkpoint import CHECKPOINT_NAME, CheckpointError, latest_run, load_checkpoint
+    from Utils.config import RUN_KEYS, ConfigError, HYPERPARAMETER_KEYS, load_config, save_config
+
+    overrides = {k: getattr(args, k) for k in RUN_KEYS + HYPERPARAMETER_KEYS}
+    if args.train_from_scratch and args.resume is None:
+        print("warning: --train_from_scratch keeps the original project's meaning: it CONTINUES "
+              "the last run. Use --resume to say so, or drop the flag to start a new run.",
+              file=sys.stderr)
+        args.resume = "latest"
+    try:
+        resume_state, run_dir = None, None
+        models_dir = args.models_dir or "Models"
+        if args.do_train and args.resume is not None:
+            run_dir = latest_run(models_dir) if args.resume == "latest" else args.resume
+            if run_dir is None:
+                fail(f"--resume: no run with a checkpoint in {models_dir}/")
+            resume_state = load_checkpoint(os.path.join(run_dir, CHECKPOINT_NAME))
+            saved = resume_state["config"]
+            for key, value in overrides.items():  # flags given now override the saved config
+                if value is not None and key not in ("models_dir", "logs_dir") and str(saved.get(key)) != str(value):
+                    print(f"resume: {key} {saved.get(key)} -> {value}")
+            base = {k: v for k, v in saved.items() if k in RUN_KEYS}
+            overrides = {**base, **{k: v for k, v in overrides.items() if v is not None}}
+            if overrides["env_name"] != resume_state["env_name"]:
+                fail(f"--resume: {run_dir} is a {resume_state['env_name']} run, not {overrides['env_name']}")
+        algo = overrides.get("algo") or "acer"
+        cfg = load_config(args.config, algo, overrides)
+        check_env_id(cfg.env_name)
+    except (ConfigError, CheckpointError, ValueError) as err:
+        fail(str(err))
+
+    if not args.do_train:
+        from Utils.play import play
+        path = args.weights
+        if path is None:
+            run = latest_run(cfg.models_dir, cfg.env_name)
+            game = cfg.env_name.split("NoFrameskip")[0].split("/")[-1].split("-v")[0]
+            pretrained = os.path.join(HERE, "Pre-Trained Weights", f"{game}_{cfg.algo}.pth")
+            path = os.path.join(run, CHECKPOINT_NAME) if run else pretrained
+        try:
+            scores = play(load_checkpoint(path), cfg.env_name, args.episodes, cfg.seed, args.greedy)
+        except CheckpointError as err:
+            fail(str(err))
+        print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} +- {np.std(scores):.2f}")
+        return 0
+
+    from Agent.trainer import Trainer, WorkerFailed
+    if run_dir is None:
+        stamp = time.strftime("%Y-%m-%d-%H-%M-%S")
+        run_dir = os.path.join(cfg.models_dir, stamp)
+    log_dir = os.path.join(cfg.logs_dir, os.path.basename(os.path.normpath(run_dir)))
+    try:
+        trainer = Trainer(cfg, run_dir, log_dir, resume_state)
+    except ValueError as err:
+        fail(str(err))
+    save_config(cfg, os.path.join(run_dir, "config.yml"))
+    print(f"Training {cfg.algo} on {cfg.env_name} with {cfg.n_workers} workers; "
+          f"run {run_dir}, logs {log_dir}", flush=True)
+    try:
+        counters = trainer.train()
+    except WorkerFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"Done: {counters['global_steps']} steps, {sum(counters['worker_episodes'])} episodes, "
+          f"{counters['optimizer_steps']} updates. Checkpoint: {os.path.join(run_dir, CHECKPOINT_NAME)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Shared Adam: the same trajectory as torch.optim.Adam, shared across processes."""
+import torch
+import torch.multiprocessing as mp
+
+from NN.networks import ACERNet
+from NN.shared_adam import SharedAdam, polyak_update
+
+
+def test_matches_torch_adam_over_many_steps():
+    torch.manual_seed(0)
+    ours = ACERNet((8,), 3, mlp_hidden=16)
+    ref = ACERNet((8,), 3, mlp_hidden=16)
+    ref.load_state_dict(ours.state_dict())
+    opt = SharedAdam(ours.parameters(), lr=3e-3, eps=1e-8)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=3e-3, eps=1e-8)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(300):
+        x = torch.randn(16, 8, generator=gen)
+        for net in (ours, ref):
+            net.zero_grad()
+            logits, q = net(x)
+            (logits.pow(2).mean() + (q - 1).pow(2).mean()).backward()
+        opt.step([p.grad for p in ours.parameters()])
+        ref_opt.step()
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert int(opt.step_count) == 300
+    ref_state = ref_opt.state_dict()["state"]
+    for i, m in enumerate(opt.exp_avg):
+        torch.testing.assert_close(m, ref_state[i]["exp_avg"], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(opt.exp_avg_sq[i], ref_state[i]["exp_avg_sq"], rtol=1e-5, atol=1e-9)
+
+
+def test_state_dict_round_trip():
+    net = ACERNet((4,), 2)
+    opt = SharedAdam(net.parameters())
+    for _ in range(3):
+        opt.step([torch.randn_like(p) for p in net.parameters()])
+    other = SharedAdam(ACERNet((4,), 2).parameters())
+    other.load_state_dict(opt.state_dict())
+    assert int(other.step_count) == 3
+    for a, b in zip(other.exp_avg + other.exp_avg_sq, opt.exp_avg + opt.exp_avg_sq):
+        assert torch.equal(a, b)
+
+
+def _step_many(opt, n):
+    for _ in range(n):
+        opt.step([torch.ones_like(p) * 1e-3 for p in opt.params])
+
+
+def test_step_count_is_exact_across_processes():
+    net = ACERNet((4,), 2)
+    net.share_memory()
+    opt = SharedAdam(net.parameters())
+    before = [p.detach().clone() for p in net.parameters()]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_step_many, args=(opt, 500)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert int(opt.step_count) == 1000
+    assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_polyak_update():
+    avg = [torch.zeros(3)]
+    polyak_update(avg, [torch.ones(3)], 0.01)
+    torch.testing.assert_close(avg[0], torch.full((3,), 0.01))
+    polyak_update(avg, [torch.ones(3)], 0.01)
+    torch.testing.assert_close(avg[0], torch.full((3,), 0.01 + 0.99 * 0.01))

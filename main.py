@@ -119,6 +119,9 @@ def main(argv=None) -> int:
     except WorkerFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"Interrupted: workers stopped, checkpoint saved in {run_dir}", file=sys.stderr)
+        return 130
     print(f"Done: {counters['global_steps']} steps, {sum(counters['worker_episodes'])} episodes, "
           f"{counters['optimizer_steps']} updates. Checkpoint: {os.path.join(run_dir, CHECKPOINT_NAME)}")
     return 0

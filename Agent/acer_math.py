@@ -65,18 +65,21 @@ def policy_gradient_wrt_probs(policy: torch.Tensor, q: torch.Tensor, actions: to
     q = q.detach()
     values = (f * q).sum(-1, keepdim=True)
     a = actions.unsqueeze(-1)
-    rho_a = importance_weights(f.gather(-1, a), mu.gather(-1, a))
     advantage_ret = q_ret.detach().unsqueeze(-1) - values
     # [1 - c / rho(a)]_+ written as [1 - c mu(a) / f(a)]_+ so a zero mu never divides.
     correction = torch.clamp(1.0 - c * mu / f.clamp_min(torch.finfo(f.dtype).tiny), min=0.0)
     g = correction * (q - values)
-    truncated = torch.clamp(rho_a, max=c) * advantage_ret / f.gather(-1, a)
-    return g.scatter_add(-1, a, truncated)
+    # min(c, rho_i) / f(a_i) = min(c / f(a_i), 1 / mu(a_i)): finite even where f(a_i) underflows to 0.
+    f_a, mu_a = f.gather(-1, a), mu.gather(-1, a)
+    weight = torch.minimum(c / f_a.clamp_min(torch.finfo(f.dtype).tiny), 1.0 / mu_a)
+    return g.scatter_add(-1, a, weight * advantage_ret)
 
 
-def kl_gradient_wrt_probs(average_policy: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
-    """k_i = d KL(f_avg || f) / d f = -f_avg / f."""
-    return -average_policy.detach() / policy.detach()
+def kl_gradient_wrt_probs(average_policy: torch.Tensor, policy: torch.Tensor,
+                          min_prob: float = 1e-8) -> torch.Tensor:
+    """k_i = d KL(f_avg || f) / d f = -f_avg / f, with f floored at ``min_prob`` so an
+    underflowed probability gives a large finite k rather than -inf."""
+    return -average_policy.detach() / policy.detach().clamp_min(min_prob)
 
 
 def trust_region_projection(g: torch.Tensor, k: torch.Tensor, delta: float) -> torch.Tensor:

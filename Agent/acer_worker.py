@@ -51,18 +51,27 @@ class ACERLearner:
         """Local network <- latest global weights."""
         copy_params(self.local_params, self.global_params)
 
+    @torch.no_grad()
+    def value(self, obs) -> float:
+        """V(x) = sum_a f(a|x) Q(x, a) under the local network."""
+        logits, q = self.local_net(torch.from_numpy(np.asarray(obs)).unsqueeze(0))
+        return float((torch.softmax(logits, -1) * q).sum())
+
     def update(self, trajectory: dict[str, np.ndarray]) -> dict[str, float] | None:
         """One ACER update of the shared network on ``trajectory``; its stats, or None if skipped."""
         cfg = self.cfg
         self.sync()
         states = torch.from_numpy(trajectory["states"])
+        # A time-limit truncation is a done whose target bootstraps from V(final observation),
+        # stored at acting time: r_i + gamma * V(x_final) instead of r_i (Pardo et al. 2018).
+        rewards = torch.from_numpy(trajectory["rewards"] + cfg.gamma * trajectory["truncation_values"])
         logits, q = self.local_net(states)
         with torch.no_grad():
             average_logits, _ = self.average_net(states[:-1])
             bootstrap_value = (torch.softmax(logits[-1], -1) * q[-1]).sum()
         loss, stats = acer_loss(
             logits[:-1], q[:-1], average_logits,
-            torch.from_numpy(trajectory["actions"]), torch.from_numpy(trajectory["rewards"]),
+            torch.from_numpy(trajectory["actions"]), rewards,
             torch.from_numpy(trajectory["dones"]), torch.from_numpy(trajectory["mus"]),
             bootstrap_value, gamma=cfg.gamma, c=cfg.c, delta=cfg.delta,
             entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef,
@@ -113,7 +122,10 @@ def run_acer_worker(worker_id: int, cfg, global_net: ACERNet, average_net: ACERN
             action = int(torch.multinomial(mu, 1))
             obs, reward, terminated, truncated, info = env.step(action)
             done = terminated or truncated
-            replay.add_transition(action, reward, done, mu.numpy())
+            truncation_value = 0.0
+            if truncated and not terminated:
+                truncation_value = learner.value(obs)
+            replay.add_transition(action, reward, done, mu.numpy(), truncation_value)
             mine[STEPS] += 1
             if "episode" in info:
                 mine[EPISODES] += 1

@@ -3,7 +3,8 @@
 The worker writes a stream: the newest frame of each state it acts on
 (:meth:`ReplayMemory.add_frame`, flagged when it starts an episode), then the
 transition taken from it (:meth:`ReplayMemory.add_transition`: action, clipped
-reward, done, behaviour policy mu). Rollouts are ``k`` steps long, so
+reward, done, behaviour policy mu, and V of the final observation when a time
+limit cut the episode). Rollouts are ``k`` steps long, so
 trajectory ``n`` is the steps ``n*k .. n*k+k-1`` plus the bootstrap state at
 step ``(n+1)*k``, which is also the first state of trajectory ``n+1``.
 
@@ -39,6 +40,7 @@ class ReplayMemory:
         self.rewards = np.zeros(self.size, dtype=np.float32)
         self.dones = np.zeros(self.size, dtype=bool)
         self.mus = np.zeros((self.size, n_actions), dtype=np.float32)
+        self.truncation_values = np.zeros(self.size, dtype=np.float32)
         self.n_frames = 0        # frames written (the step index of the next frame)
         self.n_transitions = 0   # transitions written
 
@@ -51,8 +53,13 @@ class ReplayMemory:
         self.first[slot] = first
         self.n_frames += 1
 
-    def add_transition(self, action: int, reward: float, done: bool, mu: np.ndarray) -> None:
-        """Store what was done from the last added state."""
+    def add_transition(self, action: int, reward: float, done: bool, mu: np.ndarray,
+                       truncation_value: float = 0.0) -> None:
+        """Store what was done from the last added state.
+
+        ``truncation_value`` is V of the final observation when the episode was cut
+        by a time limit (``done`` but not terminal), else 0.
+        """
         if self.n_transitions != self.n_frames - 1:
             raise RuntimeError("add_transition needs the state's frame first")
         slot = self.n_transitions % self.size
@@ -60,6 +67,7 @@ class ReplayMemory:
         self.rewards[slot] = reward
         self.dones[slot] = done
         self.mus[slot] = mu
+        self.truncation_values[slot] = truncation_value
         self.n_transitions += 1
 
     def _range(self) -> tuple[int, int]:
@@ -85,14 +93,15 @@ class ReplayMemory:
 
     def trajectory(self, n: int) -> dict[str, np.ndarray]:
         """Trajectory ``n``: ``states`` [k+1, ...] (x_0..x_k), ``actions``, ``rewards``,
-        ``dones`` [k] and ``mus`` [k, A]."""
+        ``dones``, ``truncation_values`` [k] and ``mus`` [k, A]."""
         lo, hi = self._range()
         if not lo <= n <= hi:
             raise IndexError(f"trajectory {n} is not in memory (have {lo}..{hi})")
         steps = n * self.k + np.arange(self.k + 1)
         slots = steps[:-1] % self.size
         return {"states": self.stacks(steps), "actions": self.actions[slots],
-                "rewards": self.rewards[slots], "dones": self.dones[slots], "mus": self.mus[slots]}
+                "rewards": self.rewards[slots], "dones": self.dones[slots], "mus": self.mus[slots],
+                "truncation_values": self.truncation_values[slots]}
 
     def latest(self) -> dict[str, np.ndarray]:
         """The most recently completed trajectory."""
@@ -108,5 +117,5 @@ class ReplayMemory:
     def nbytes_per_transition(self) -> float:
         """Bytes the ring holds per step, all arrays counted."""
         total = sum(a.nbytes for a in (self.frames, self.first, self.actions, self.rewards,
-                                       self.dones, self.mus))
+                                       self.dones, self.mus, self.truncation_values))
         return total / self.size

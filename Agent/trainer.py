@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue as queue_module
+import signal
 import sys
 import time
 import traceback
@@ -46,6 +47,9 @@ def env_spec(cfg: Config) -> tuple[tuple[int, ...], int]:
 
 def _worker_entry(worker_id: int, cfg: Config, *args) -> None:
     """Process target: run the worker; on an exception, report it with the worker id."""
+    # Ctrl-C reaches the whole process group: only the main process handles it, and
+    # stops the workers through the stop event so that a final checkpoint is consistent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     queue = args[-1]
     try:

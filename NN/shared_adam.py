@@ -8,10 +8,17 @@ which applies the same update as ``torch.optim.Adam`` (Kingma & Ba 2015):
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
     p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 
-Departure from the original: only the step counter is taken under a lock, so
-the optimizer's step count always equals the number of updates the workers
-made (an unlocked ``+= 1`` from two processes can lose increments). The moment
-and parameter updates stay lock-free (Hogwild), as in the original.
+Departure from the original: the update itself (step counter, moments and
+parameters) is made under a lock; reads of the parameters stay lock-free
+(workers copy the global weights without locking, Hogwild style). The
+original's fully unlocked shared Adam has a race that can blow up a weight:
+when one worker's ``exp_avg`` update for a parameter lands before its
+``exp_avg_sq`` update, another worker stepping at that moment divides that
+``exp_avg`` by ``sqrt(v) + eps`` with ``v`` still about 0 (a rarely active
+unit), moving the weight by ``lr * m / 1e-8``. In our ACER runs that sent
+weights to |w| ~ 190 within minutes, then NaN (tests/test_shared_adam.py
+reproduces it with sparse gradients). The lock also makes the step count
+equal to the number of updates exactly.
 """
 from __future__ import annotations
 
@@ -38,19 +45,19 @@ class SharedAdam:
     @torch.no_grad()
     def step(self, grads: list[torch.Tensor]) -> int:
         """Apply one Adam update with ``grads`` (one tensor per parameter); return its step number."""
+        beta1, beta2 = self.betas
         with self.lock:
             self.step_count += 1
             t = int(self.step_count)
-        beta1, beta2 = self.betas
-        bias1 = 1.0 - beta1 ** t
-        bias2_sqrt = math.sqrt(1.0 - beta2 ** t)
-        torch._foreach_lerp_(self.exp_avg, grads, 1.0 - beta1)
-        torch._foreach_mul_(self.exp_avg_sq, beta2)
-        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1.0 - beta2)
-        denom = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denom, bias2_sqrt)
-        torch._foreach_add_(denom, self.eps)
-        torch._foreach_addcdiv_(self.params, self.exp_avg, denom, value=-self.lr / bias1)
+            bias1 = 1.0 - beta1 ** t
+            bias2_sqrt = math.sqrt(1.0 - beta2 ** t)
+            torch._foreach_lerp_(self.exp_avg, grads, 1.0 - beta1)
+            torch._foreach_mul_(self.exp_avg_sq, beta2)
+            torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1.0 - beta2)
+            denom = torch._foreach_sqrt(self.exp_avg_sq)
+            torch._foreach_div_(denom, bias2_sqrt)
+            torch._foreach_add_(denom, self.eps)
+            torch._foreach_addcdiv_(self.params, self.exp_avg, denom, value=-self.lr / bias1)
         return t
 
     def state_dict(self) -> dict:

@@ -3,7 +3,7 @@
 Workers send small messages over a queue; only the main process writes files.
 TensorBoard scalars keep the original's names: ``Max Reward``, ``Running
 Reward`` and ``Episode length`` by episode; ``Running PG Loss``, ``Running
-Value Loss`` and ``Running Grad Norm`` by iteration; plus ``Steps per second``
+Value Loss`` and ``Running Grad Norm`` (and ``Running Entropy``) by iteration; plus ``Steps per second``
 by global step. Running values are exponential averages with weight 0.99 on
 the old value, started at the first value. Episodes are whole games with raw
 (unclipped) scores. ``episodes.csv`` beside the events keeps every episode so
@@ -38,7 +38,7 @@ class RunLogger:
         self.iterations = int(start.get("iterations", 0))
         self.running_reward = start.get("running_reward")
         self.max_reward = start.get("max_reward")
-        self.running = {"pg_loss": None, "value_loss": None, "grad_norm": None}
+        self.running = {"pg_loss": None, "value_loss": None, "grad_norm": None, "entropy": None}
         self.last = {"reward": float("nan"), "length": 0}
         self.t0 = time.time()
         self.rate_t, self.rate_steps, self.steps_per_second = time.time(), None, 0.0
@@ -70,7 +70,7 @@ class RunLogger:
         if self.iterations % self.interval:
             return False
         names = {"pg_loss": "Running PG Loss", "value_loss": "Running Value Loss",
-                 "grad_norm": "Running Grad Norm"}
+                 "grad_norm": "Running Grad Norm", "entropy": "Running Entropy"}
         for key, name in names.items():
             if self.running[key] is not None:
                 self.writer.add_scalar(name, self.running[key], self.iterations)
@@ -88,7 +88,7 @@ class RunLogger:
         running = float("nan") if self.running_reward is None else self.running_reward
         print(f"Iter: {self.iterations} | Ep: {self.episodes} | Ep reward: {self.last['reward']:.1f} | "
               f"Running reward: {running:.2f} | Ep len: {self.last['length']} | "
-              f"Replay len: {replay_len} | Steps: {global_step} | {self.steps_per_second:.1f} steps/s | "
+              f"Entropy: {self.running['entropy'] or float('nan'):.3f} | Replay len: {replay_len} | Steps: {global_step} | {self.steps_per_second:.1f} steps/s | "
               f"RAM: {mem.used / 2**30:.1f}/{mem.total / 2**30:.1f} GB | "
               f"Time: {time.strftime('%H:%M:%S', time.gmtime(now - self.t0))}", flush=True)
 

@@ -25,7 +25,7 @@ def build_policy(state: dict, env_name: str) -> ACERNet:
 
 
 def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
-         greedy: bool = False) -> list[float]:
+         greedy: bool = False, verbose: bool = True) -> list[float]:
     """Play ``episodes`` full games with the checkpoint's policy; return the raw scores."""
     net = build_policy(state, env_name)
     frame_stack = int(state["config"].get("frame_stack", 4))
@@ -49,7 +49,8 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
             obs, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
                 scores.append(float(info["episode"]["r"]))
-                print(f"Episode {episode + 1}: score {scores[-1]:.1f}", flush=True)
+                if verbose:
+                    print(f"Episode {episode + 1}: score {scores[-1]:.1f}", flush=True)
                 break
     env.close()
     return scores

@@ -70,3 +70,32 @@ def test_polyak_update():
     torch.testing.assert_close(avg[0], torch.full((3,), 0.01))
     polyak_update(avg, [torch.ones(3)], 0.01)
     torch.testing.assert_close(avg[0], torch.full((3,), 0.01 + 0.99 * 0.01))
+
+
+def _sparse_or_zero_steps(opt, n, seed):
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        if seed == 0:  # rare non-zero gradients: exp_avg_sq stays about 0 in between
+            grads = [(torch.rand(p.shape, generator=gen) < 0.01).float() * torch.randn(p.shape, generator=gen)
+                     for p in opt.params]
+        else:
+            grads = [torch.zeros_like(p) for p in opt.params]
+        opt.step(grads)
+
+
+def test_concurrent_steps_never_divide_a_fresh_moment_by_eps():
+    """Regression: with the moments updated outside a lock, a worker could step with another's
+    exp_avg but a stale exp_avg_sq of ~0 and move a weight by lr * m / eps (seen: |w| ~ 3e4)."""
+    param = torch.zeros(200_000).share_memory_()
+    lr, steps = 1e-4, 1500
+    opt = SharedAdam([param], lr=lr)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_sparse_or_zero_steps, args=(opt, steps, i)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    # Adam moves a weight by at most about lr * (1 - b1) / sqrt(1 - b2) / (1 - b1^t) per step.
+    assert float(param.abs().max()) < 2 * steps * lr * 10

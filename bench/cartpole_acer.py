@@ -1,0 +1,91 @@
+"""Learning check: ACER on CartPole-v1 until the 20-episode evaluation mean reaches a target.
+
+Starts the real training command (``main.py --do_train``) in a subprocess,
+evaluates each new checkpoint over ``--eval_episodes`` full games while it
+trains, and stops at the first evaluation whose mean reaches ``--target``.
+Prints the agent steps and minutes it took and keeps the passing checkpoint
+as ``passing.pth`` in the run folder.
+
+    python bench/cartpole_acer.py [--n_workers 2] [--max_minutes 20] [-- extra main.py flags]
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from Utils.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from Utils.play import play  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n_workers", type=int, default=2)
+    p.add_argument("--target", type=float, default=475.0)
+    p.add_argument("--eval_episodes", type=int, default=20)
+    p.add_argument("--max_minutes", type=float, default=20.0)
+    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--greedy", action="store_true", help="evaluate the most probable action")
+    p.add_argument("--out", default=None, help="folder for Models/ and Logs/ (default: a temp dir)")
+    args, extra = p.parse_known_args()
+    extra = [a for a in extra if a != "--"]
+    out = args.out or tempfile.mkdtemp(prefix="cartpole_acer_")
+    os.makedirs(out, exist_ok=True)
+    cmd = [sys.executable, os.path.join(ROOT, "main.py"), "--do_train", "--env_name", "CartPole-v1",
+           "--n_workers", str(args.n_workers), "--seed", str(args.seed), "--interval", "100",
+           "--models_dir", os.path.join(out, "Models"), "--logs_dir", os.path.join(out, "Logs"), *extra]
+    print("training:", " ".join(cmd), flush=True)
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stdout=open(os.path.join(out, "train.log"), "w"), stderr=subprocess.STDOUT)
+    last_mtime, result = 0.0, None
+    try:
+        while time.time() - t0 < args.max_minutes * 60 and proc.poll() is None:
+            time.sleep(2.0)
+            paths = glob.glob(os.path.join(out, "Models", "*", "checkpoint.pth"))
+            if not paths or os.path.getmtime(paths[0]) == last_mtime:
+                continue
+            last_mtime = os.path.getmtime(paths[0])
+            try:
+                state = load_checkpoint(paths[0])
+            except CheckpointError:
+                continue
+            minutes = (time.time() - t0) / 60
+            scores = play(state, "CartPole-v1", args.eval_episodes, seed=10_000, greedy=args.greedy,
+                          verbose=False)
+            steps = state["counters"]["global_steps"]
+            print(f"{minutes:6.2f} min  {steps:8d} steps  eval mean {np.mean(scores):6.1f} "
+                  f"+- {np.std(scores):5.1f}", flush=True)
+            if np.mean(scores) >= args.target:
+                result = (steps, minutes, float(np.mean(scores)), float(np.std(scores)))
+                shutil.copy(paths[0], os.path.join(os.path.dirname(paths[0]), "passing.pth"))
+                break
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    if result is None:
+        print(f"FAILED: no evaluation reached {args.target} within {args.max_minutes} min (run in {out})")
+        return 1
+    steps, minutes, mean, std = result
+    print(f"PASSED: acer {args.n_workers} workers reached {mean:.1f} +- {std:.1f} over "
+          f"{args.eval_episodes} episodes after {steps} steps, {minutes:.1f} min "
+          f"(weights: {glob.glob(os.path.join(out, 'Models', '*', 'passing.pth'))[0]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Plot runs' learning curves from their ``episodes.csv`` logs (no TensorBoard needed).
+
+    python -m Utils.plot Logs/<run> [Logs/<run2> ...] [--labels A B] [--x episode|step|time]
+                         [--out curves.png]
+
+Draws the running episode reward and the episode length (with its 0.99
+running average) against episodes, agent steps or wall-clock hours, one
+curve per run, and writes a PNG.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from Utils.logger import running_average  # noqa: E402
+
+X_AXES = {"episode": ("episode", "Episode"), "step": ("global_step", "Agent steps"),
+          "time": ("wall_time", "Wall-clock hours")}
+
+
+def read_episodes(log_dir: str) -> dict[str, list[float]]:
+    """Columns of ``log_dir/episodes.csv`` as float lists."""
+    path = os.path.join(log_dir, "episodes.csv") if os.path.isdir(log_dir) else log_dir
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError(f"{path} holds no episodes")
+    return {key: [float(r[key]) for r in rows] for key in rows[0]}
+
+
+def figure_for_runs(log_dirs: list[str], labels: list[str] | None = None,
+                    x_axis: str = "episode") -> plt.Figure:
+    """A figure with one reward and one length curve per run."""
+    labels = labels or [os.path.basename(os.path.normpath(d)) for d in log_dirs]
+    column, x_label = X_AXES[x_axis]
+    fig, (ax_r, ax_l) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for log_dir, label in zip(log_dirs, labels):
+        data = read_episodes(log_dir)
+        x = data[column]
+        if x_axis == "time":
+            x = [t / 3600 for t in x]
+        running_len, lengths = None, []
+        for length in data["length"]:
+            running_len = running_average(running_len, length)
+            lengths.append(running_len)
+        ax_r.plot(x, data["running_reward"], label=label)
+        ax_l.plot(x, lengths, label=label)
+    ax_r.set(xlabel=x_label, ylabel="Running episode reward (0.99)", title="Running reward")
+    ax_l.set(xlabel=x_label, ylabel="Running episode length (0.99)", title="Episode length")
+    for ax in (ax_r, ax_l):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_runs(log_dirs: list[str], out: str, labels: list[str] | None = None,
+              x_axis: str = "episode") -> str:
+    """Write the runs' curves to the PNG ``out``; return its path."""
+    fig = figure_for_runs(log_dirs, labels, x_axis)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("log_dirs", nargs="+", help="Logs/<run> folders (or episodes.csv files)")
+    p.add_argument("--labels", nargs="+", default=None)
+    p.add_argument("--x", choices=sorted(X_AXES), default="episode")
+    p.add_argument("--out", default="curves.png")
+    args = p.parse_args(argv)
+    if args.labels and len(args.labels) != len(args.log_dirs):
+        print("error: give one label per run", file=sys.stderr)
+        return 2
+    try:
+        print(plot_runs(args.log_dirs, args.out, args.labels, args.x))
+    except (OSError, ValueError, KeyError) as err:
+        print(f"error: cannot plot: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

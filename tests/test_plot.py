@@ -1,0 +1,42 @@
+"""The plot command on small logs written by the project's own logger."""
+import os
+import subprocess
+import sys
+
+import matplotlib.image as mpimg
+
+from Utils.logger import RunLogger
+from Utils.plot import figure_for_runs, plot_runs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_log(folder, rewards):
+    logger = RunLogger(str(folder), interval=10)
+    for i, reward in enumerate(rewards):
+        logger.episode(worker=i % 2, reward=reward, length=100 + i, global_step=100 * (i + 1))
+    logger.close()
+    return str(folder)
+
+
+def test_plot_writes_png_with_one_curve_per_run(tmp_path):
+    runs = [make_log(tmp_path / "a", [-21, -20, -19, -15]), make_log(tmp_path / "b", [-21, -21, -20])]
+    out = tmp_path / "curves.png"
+    plot_runs(runs, str(out), ["acer", "a3c"], x_axis="step")
+    image = mpimg.imread(out)
+    assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0
+    fig = figure_for_runs(runs, ["acer", "a3c"])
+    assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2]
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["acer", "a3c"]
+
+
+def test_plot_command_line(tmp_path):
+    run = make_log(tmp_path / "run", [1, 2, 3])
+    out = tmp_path / "cli.png"
+    result = subprocess.run([sys.executable, "-m", "Utils.plot", run, "--out", str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 1000
+    result = subprocess.run([sys.executable, "-m", "Utils.plot", str(tmp_path / "missing")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("error: cannot plot")

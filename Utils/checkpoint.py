@@ -12,6 +12,7 @@ import pickle
 import tempfile
 
 import torch
+import yaml
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -68,11 +69,18 @@ def latest_run(models_dir: str, env_name: str | None = None) -> str | None:
                    if os.path.isfile(os.path.join(models_dir, d, CHECKPOINT_NAME))), reverse=True)
     for run in runs:
         path = os.path.join(models_dir, run)
-        if env_name is None:
+        if env_name is None or _run_env_name(path) == env_name:
             return path
-        try:
-            if load_checkpoint(os.path.join(path, CHECKPOINT_NAME)).get("env_name") == env_name:
-                return path
-        except CheckpointError:
-            continue
     return None
+
+
+def _run_env_name(run_dir: str) -> str | None:
+    """The environment of a run, read from its ``config.yml`` (cheap) or its checkpoint."""
+    try:
+        with open(os.path.join(run_dir, "config.yml")) as fh:
+            return yaml.safe_load(fh).get("env_name")
+    except (OSError, yaml.YAMLError, AttributeError):
+        try:
+            return load_checkpoint(os.path.join(run_dir, CHECKPOINT_NAME)).get("env_name")
+        except CheckpointError:
+            return None

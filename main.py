@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="play: checkpoint or weights file to load")
     p.add_argument("--episodes", type=int, default=1, help="play: number of full games")
     p.add_argument("--greedy", action="store_true", help="play: take the most probable action")
+    p.add_argument("--no_video", action="store_true", help="play: do not record the first game to Vid/")
     hp = p.add_argument_group("hyperparameters (override training_configs.yml)")
     for key in HYPERPARAMETER_KEYS:
         hp.add_argument(f"--{key}", default=None, metavar=type(getattr(defaults, key)).__name__.upper())
@@ -96,7 +97,8 @@ def main(argv=None) -> int:
             pretrained = os.path.join(HERE, "Pre-Trained Weights", f"{game}_{cfg.algo}.pth")
             path = os.path.join(run, CHECKPOINT_NAME) if run else pretrained
         try:
-            scores = play(load_checkpoint(path), cfg.env_name, args.episodes, cfg.seed, args.greedy)
+            scores = play(load_checkpoint(path), cfg.env_name, args.episodes, cfg.seed, args.greedy,
+                          video_dir=None if args.no_video else "Vid")
         except CheckpointError as err:
             fail(str(err))
         print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} +- {np.std(scores):.2f}")

@@ -1,6 +1,9 @@
 """End-to-end training runs with real worker processes and real environments."""
 import glob
 import os
+import re
+
+import imageio.v2 as imageio
 
 import torch
 
@@ -73,6 +76,23 @@ def test_pong_two_workers_leaves_checkpoint_and_events(tmp_path, main_cli):
     assert state["counters"]["optimizer_steps"] == sum(state["counters"]["worker_updates"])
     assert glob.glob(str(tmp_path / "Logs" / os.path.basename(run) / "events.out.tfevents.*"))
     assert "steps/s" in result.stdout
+
+    # Play two full games from that run: scores, mean, and a video of the first game.
+    result = main_cli(["--env_name", "PongNoFrameskip-v4", "--episodes", "2"], tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    scores = re.findall(r"Episode \d: score (-?\d+\.\d)", result.stdout)
+    assert len(scores) == 2 and all(-21 <= float(x) <= 21 for x in scores)
+    assert "Mean score over 2 games" in result.stdout
+    frames = int(re.search(r"Video of game 1 \((\d+) frames\)", result.stdout).group(1))
+    (mp4,) = glob.glob(str(tmp_path / "Vid" / "*.mp4"))
+    (gif,) = glob.glob(str(tmp_path / "Vid" / "*.gif"))
+    reader = imageio.get_reader(mp4)
+    assert reader.count_frames() == frames > 700           # a whole Pong game, one frame per step
+    assert tuple(reader.get_meta_data()["size"]) == (160, 210)
+    gif_frames = imageio.mimread(gif, memtest=False)
+    # every second frame; Pillow merges identical consecutive frames, so a few may be fewer
+    assert 0.9 * (frames + 1) // 2 <= len(gif_frames) <= (frames + 1) // 2
+    assert gif_frames[0].shape[:2] == (210, 160)
 
 
 def test_bad_input_exits_2_with_one_line_and_touches_nothing(tmp_path, main_cli):

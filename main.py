@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=1, help="play: number of full games")
     p.add_argument("--greedy", action="store_true", help="play: take the most probable action")
     p.add_argument("--no_video", action="store_true", help="play: do not record the first game to Vid/")
+    p.add_argument("--export", nargs="?", const="default", default=None, metavar="OUT_FILE",
+                   help="write the weights of --weights, or of the newest run for --env_name, as a "
+                        "playable file (default: 'Pre-Trained Weights/<Game>_<algo>.pth')")
     hp = p.add_argument_group("hyperparameters (override training_configs.yml)")
     for key in HYPERPARAMETER_KEYS:
         hp.add_argument(f"--{key}", default=None, metavar=type(getattr(defaults, key)).__name__.upper())
@@ -57,7 +60,8 @@ def fail(message: str) -> "NoReturn":
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from Utils.atari_wrappers import check_env_id
-    from Utils.checkpoint import CHECKPOINT_NAME, CheckpointError, latest_run, load_checkpoint
+    from Utils.checkpoint import (CHECKPOINT_NAME, CheckpointError, export_weights, latest_run,
+                                  load_checkpoint, pretrained_path)
     from Utils.config import RUN_KEYS, ConfigError, HYPERPARAMETER_KEYS, load_config, save_config
 
     overrides = {k: getattr(args, k) for k in RUN_KEYS + HYPERPARAMETER_KEYS}
@@ -88,14 +92,28 @@ def main(argv=None) -> int:
     except (ConfigError, CheckpointError, ValueError) as err:
         fail(str(err))
 
+    if args.export is not None:
+        run = None if args.weights else latest_run(cfg.models_dir, cfg.env_name)
+        if args.weights is None and run is None:
+            fail(f"--export: no run for {cfg.env_name} in {cfg.models_dir}/; give --weights FILE")
+        source = args.weights or os.path.join(run, CHECKPOINT_NAME)
+        try:
+            state = load_checkpoint(source)
+            out = (pretrained_path(HERE, state["env_name"], state["algo"])
+                   if args.export == "default" else args.export)
+            export_weights(state, out)
+        except CheckpointError as err:
+            fail(str(err))
+        print(f"Exported the weights of {source} to {out}")
+        return 0
+
     if not args.do_train:
         from Utils.play import play
         path = args.weights
         if path is None:
             run = latest_run(cfg.models_dir, cfg.env_name)
-            game = cfg.env_name.split("NoFrameskip")[0].split("/")[-1].split("-v")[0]
-            pretrained = os.path.join(HERE, "Pre-Trained Weights", f"{game}_{cfg.algo}.pth")
-            path = os.path.join(run, CHECKPOINT_NAME) if run else pretrained
+            path = (os.path.join(run, CHECKPOINT_NAME) if run
+                    else pretrained_path(HERE, cfg.env_name, cfg.algo))
         try:
             scores = play(load_checkpoint(path), cfg.env_name, args.episodes, cfg.seed, args.greedy,
                           video_dir=None if args.no_video else "Vid")

@@ -61,6 +61,30 @@ def load_checkpoint(path: str) -> dict:
     return state
 
 
+PRETRAINED_DIR = "Pre-Trained Weights"
+WEIGHT_KEYS = ("format_version", "algo", "env_name", "obs_shape", "n_actions", "network_kind",
+               "config", "counters", "model")
+
+
+def game_name(env_name: str) -> str:
+    """Short game name for file names: PongNoFrameskip-v4 -> Pong, ALE/Pong-v5 -> Pong,
+    CartPole-v1 -> CartPole."""
+    return env_name.split("/")[-1].split("NoFrameskip")[0].split("-v")[0]
+
+
+def pretrained_path(root: str, env_name: str, algo: str) -> str:
+    """Where the shipped weights for a game and algorithm live."""
+    return os.path.join(root, PRETRAINED_DIR, f"{game_name(env_name)}_{algo}.pth")
+
+
+def export_weights(state: dict, path: str) -> None:
+    """Write the playable part of a checkpoint (model and metadata, no optimizer or
+    average network) to ``path``; an existing file is never overwritten."""
+    if os.path.exists(path):
+        raise CheckpointError(f"{path} already exists; remove it first or choose another file")
+    save_checkpoint({key: state[key] for key in WEIGHT_KEYS if key in state}, path)
+
+
 def latest_run(models_dir: str, env_name: str | None = None) -> str | None:
     """The newest run folder in ``models_dir`` holding a checkpoint (for ``env_name`` if given)."""
     if not os.path.isdir(models_dir):

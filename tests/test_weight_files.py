@@ -1,0 +1,78 @@
+"""Weight files: unsafe, broken or mismatched files get one-line errors (exit 2); export plays."""
+import os
+
+import pytest
+import torch
+
+from Agent.trainer import Trainer
+from Utils.checkpoint import CheckpointError, export_weights, load_checkpoint, save_checkpoint
+from Utils.config import Config
+
+from test_training import tree_snapshot
+
+
+class RunsCode:
+    """A pickle payload that would create a file if it were ever unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker,))
+
+
+def cartpole_checkpoint(tmp_path):
+    cfg = Config(env_name="CartPole-v1", n_workers=1, models_dir=str(tmp_path / "M"))
+    trainer = Trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
+    state = trainer.checkpoint_state()
+    trainer.logger.close()
+    return state
+
+
+def test_bad_weight_files_get_one_line_errors_and_change_nothing(tmp_path, main_cli):
+    state = cartpole_checkpoint(tmp_path)
+    files = tmp_path / "files"
+    files.mkdir()
+    save_checkpoint(state, str(files / "cartpole.pth"))
+    marker = tmp_path / "code_ran"
+    torch.save({"format_version": 1, "model": RunsCode(str(marker))}, files / "evil.pth")
+    data = (files / "cartpole.pth").read_bytes()
+    (files / "truncated.pth").write_bytes(data[: len(data) // 2])
+    save_checkpoint({**state, "format_version": 99}, str(files / "future.pth"))
+    cases = [
+        ("evil.pth", "CartPole-v1", "is not a safe checkpoint"),
+        ("truncated.pth", "CartPole-v1", "is not a readable checkpoint"),
+        ("future.pth", "CartPole-v1", "has checkpoint format 99, newer than"),
+        ("missing.pth", "CartPole-v1", "no checkpoint file at"),
+        ("cartpole.pth", "Acrobot-v1", "trained on CartPole-v1, not Acrobot-v1"),
+    ]
+    before = tree_snapshot(tmp_path)
+    for name, env_name, message in cases:
+        result = main_cli(["--env_name", env_name, "--weights", str(files / name), "--no_video"],
+                          tmp_path, timeout=120)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (name, result.stderr)
+    assert not marker.exists()                      # the payload never ran
+    assert tree_snapshot(tmp_path) == before
+
+
+def test_export_writes_playable_weights_without_optimizer_and_never_overwrites(tmp_path, main_cli):
+    state = cartpole_checkpoint(tmp_path)
+    save_checkpoint(state, str(tmp_path / "full.pth"))
+    out = tmp_path / "CartPole_acer.pth"
+    result = main_cli(["--export", str(out), "--weights", str(tmp_path / "full.pth")], tmp_path)
+    assert result.returncode == 0, result.stderr
+    exported = load_checkpoint(str(out))
+    assert "optimizer" not in exported and "average_model" not in exported
+    assert exported["env_name"] == "CartPole-v1" and exported["n_actions"] == 2
+    assert all(torch.equal(exported["model"][k], state["model"][k]) for k in state["model"])
+    assert out.stat().st_size < os.path.getsize(tmp_path / "full.pth")
+    result = main_cli(["--env_name", "CartPole-v1", "--weights", str(out), "--episodes", "2", "--no_video"],
+                      tmp_path)
+    assert result.returncode == 0 and "Mean score over 2 games" in result.stdout
+    content = out.read_bytes()
+    result = main_cli(["--export", str(out), "--weights", str(tmp_path / "full.pth")], tmp_path)
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert out.read_bytes() == content
+    with pytest.raises(CheckpointError, match="already exists"):
+        export_weights(state, str(out))

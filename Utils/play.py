@@ -70,6 +70,15 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
     frame_stack = int(state["config"].get("frame_stack", 4))
     env = make_env(env_name, training=False, frame_stack=frame_stack,
                    render_mode="rgb_array" if video_dir else None)
+    if video_dir:
+        try:
+            env.reset(seed=seed)
+            env.render()
+        except Exception as err:  # e.g. a renderer's optional dependency is missing
+            print(f"warning: cannot record {env_name} ({type(err).__name__}: {err}); playing without video")
+            env.close()
+            video_dir = None
+            env = make_env(env_name, training=False, frame_stack=frame_stack)
     if tuple(env.observation_space.shape) != tuple(state["obs_shape"]) or \
             env.action_space.n != state["n_actions"]:
         raise CheckpointError(f"checkpoint expects observations {tuple(state['obs_shape'])} and "

@@ -1,0 +1,57 @@
+"""Resume after Ctrl-C: same run folder, counters kept, TensorBoard curves continued."""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT
+from Utils.checkpoint import load_checkpoint
+
+
+def scalar_steps(log_dir, tag):
+    steps = []
+    for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
+        acc = EventAccumulator(path)
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            steps += [e.step for e in acc.Scalars(tag)]
+    return steps
+
+
+def test_ctrl_c_then_resume_continues_counters_and_curves(tmp_path, main_cli):
+    args = ["--do_train", "--env_name", "CartPole-v1", "--n_workers", "2", "--interval", "20"]
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not glob.glob(str(tmp_path / "Models" / "*" / "checkpoint.pth")):
+        time.sleep(0.5)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    (run,) = glob.glob(str(tmp_path / "Models" / "*"))
+    first = load_checkpoint(os.path.join(run, "checkpoint.pth"))["counters"]
+    log_dir = tmp_path / "Logs" / os.path.basename(run)
+    episodes_before = scalar_steps(log_dir, "Running Reward")
+    iterations_before = scalar_steps(log_dir, "Running PG Loss")
+    assert first["global_steps"] > 0 and episodes_before and iterations_before
+
+    result = main_cli(args + ["--resume", "--total_steps", str(first["global_steps"] + 2000)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert glob.glob(str(tmp_path / "Models" / "*")) == [run]          # same run folder
+    second = load_checkpoint(os.path.join(run, "checkpoint.pth"))["counters"]
+    assert second["global_steps"] >= first["global_steps"] + 2000
+    assert all(b >= a for a, b in zip(first["worker_episodes"], second["worker_episodes"]))
+    assert second["optimizer_steps"] == sum(second["worker_updates"]) > first["optimizer_steps"]
+    episodes_after = scalar_steps(log_dir, "Running Reward")
+    iterations_after = scalar_steps(log_dir, "Running PG Loss")
+    # the curves continue on the same axis: new points come after the old ones, none restart at 1
+    new_episodes = episodes_after[len(episodes_before):]
+    new_iterations = iterations_after[len(iterations_before):]
+    assert new_episodes and min(new_episodes) == max(episodes_before) + 1
+    assert new_iterations and min(new_iterations) > max(iterations_before)
+    assert sorted(episodes_after) == list(range(1, len(episodes_after) + 1))

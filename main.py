@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         resume_state, run_dir = None, None
         models_dir = args.models_dir or "Models"
         if args.do_train and args.resume is not None:
-            run_dir = latest_run(models_dir) if args.resume == "latest" else args.resume
+            run_dir = latest_run(models_dir, args.env_name) if args.resume == "latest" else args.resume
             if run_dir is None:
                 fail(f"--resume: no run with a checkpoint in {models_dir}/")
             resume_state = load_checkpoint(os.path.join(run_dir, CHECKPOINT_NAME))
@@ -82,7 +82,8 @@ def main(argv=None) -> int:
             for key, value in overrides.items():  # flags given now override the saved config
                 if value is not None and key not in ("models_dir", "logs_dir") and str(saved.get(key)) != str(value):
                     print(f"resume: {key} {saved.get(key)} -> {value}")
-            base = {k: v for k, v in saved.items() if k in RUN_KEYS}
+            # the run's saved config (all of it) wins over the YAML; flags given now win over both
+            base = {k: v for k, v in saved.items() if k in RUN_KEYS + HYPERPARAMETER_KEYS}
             overrides = {**base, **{k: v for k, v in overrides.items() if v is not None}}
             if overrides["env_name"] != resume_state["env_name"]:
                 fail(f"--resume: {run_dir} is a {resume_state['env_name']} run, not {overrides['env_name']}")

@@ -24,7 +24,8 @@ def scalar_steps(log_dir, tag):
 
 def test_ctrl_c_then_resume_continues_counters_and_curves(tmp_path, main_cli):
     args = ["--do_train", "--env_name", "CartPole-v1", "--n_workers", "2", "--interval", "20"]
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args,
+                             "--entropy_coef", "0.005", "--lr", "3e-4"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not glob.glob(str(tmp_path / "Models" / "*" / "checkpoint.pth")):
@@ -40,8 +41,12 @@ def test_ctrl_c_then_resume_continues_counters_and_curves(tmp_path, main_cli):
     iterations_before = scalar_steps(log_dir, "Running PG Loss")
     assert first["global_steps"] > 0 and episodes_before and iterations_before
 
-    result = main_cli(args + ["--resume", "--total_steps", str(first["global_steps"] + 2000)], tmp_path)
+    result = main_cli(args + ["--resume", "--total_steps", str(first["global_steps"] + 2000),
+                              "--lr", "2e-4"], tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "resume: lr 0.0003 -> 2e-4" in result.stdout
+    config = load_checkpoint(os.path.join(run, "checkpoint.pth"))["config"]
+    assert config["entropy_coef"] == 0.005 and config["lr"] == 2e-4  # saved config, then the flag
     assert glob.glob(str(tmp_path / "Models" / "*")) == [run]          # same run folder
     second = load_checkpoint(os.path.join(run, "checkpoint.pth"))["counters"]
     assert second["global_steps"] >= first["global_steps"] + 2000

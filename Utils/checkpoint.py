@@ -25,7 +25,11 @@ class CheckpointError(ValueError):
 def save_checkpoint(state: dict, path: str) -> None:
     """Write ``state`` to ``path`` atomically."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
+    prefix = f".tmp-{os.path.basename(path)}-"
+    for stale in os.listdir(folder):  # left by a save that was killed; one saver per path
+        if stale.startswith(prefix):
+            os.unlink(os.path.join(folder, stale))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=folder)
     try:
         umask = os.umask(0)
         os.umask(umask)

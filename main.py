@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_episodes", type=int, default=None, help="stop after this many games")
     p.add_argument("--config", default=os.path.join(HERE, "training_configs.yml"),
                    help="hyperparameter YAML (default training_configs.yml)")
+    p.add_argument("--save_replay", action="store_const", const=True, default=None,
+                   help="also save the workers' replay memories when the run stops (exact resume)")
     p.add_argument("--models_dir", default=None, help="where runs are saved (default Models)")
     p.add_argument("--logs_dir", default=None, help="where TensorBoard logs go (default Logs)")
     p.add_argument("--weights", default=None, help="play: checkpoint or weights file to load")

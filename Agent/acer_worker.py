@@ -12,6 +12,7 @@ and moves the average network towards the global one (Polyak).
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ from Agent.acer_math import acer_loss
 from Agent.replay_memory import ReplayMemory
 from NN.networks import ACERNet
 from NN.shared_adam import SharedAdam, polyak_update
-from Utils.atari_wrappers import make_env
+from Utils.atari_wrappers import env_state, make_env, restore_env_state
+from Utils.checkpoint import save_checkpoint
 
 # Columns of the shared per-worker counter table.
 STEPS, EPISODES, ITERATIONS, UPDATES, SKIPPED = range(5)
@@ -91,11 +93,26 @@ class ACERLearner:
                 "entropy": float(stats["entropy"]), "grad_norm": float(grad_norm)}
 
 
+def worker_seed(seed: int, worker_id: int, iteration: int) -> int:
+    """``seed + worker_id`` for a new run, as in the original; a run resumed without its
+    workers' saved states draws new streams instead of repeating the first ones."""
+    if iteration == 0:
+        return seed + worker_id
+    return int(np.random.SeedSequence([seed, worker_id, iteration]).generate_state(1)[0])
+
+
 def run_acer_worker(worker_id: int, cfg, global_net: ACERNet, average_net: ACERNet,
-                    optimizer: SharedAdam, counters: torch.Tensor, stop_event, queue) -> None:
-    """Act and learn until ``stop_event`` is set or the step budget is spent."""
-    seed = cfg.seed + worker_id
+                    optimizer: SharedAdam, counters: torch.Tensor, stop_event, queue,
+                    state_path: str | None = None, resume_state: dict | None = None) -> None:
+    """Act and learn until ``stop_event`` is set or the step budget is spent.
+
+    On a clean stop the worker's own state (RNGs, environment, current observation and,
+    with ``cfg.save_replay``, its replay) is written to ``state_path``, and ``resume_state``
+    (such a file, loaded) continues exactly where it stopped.
+    """
+    seed = worker_seed(cfg.seed, worker_id, int(counters[worker_id, ITERATIONS]))
     torch.manual_seed(seed)
+    random.seed(seed)
     rng = np.random.default_rng(seed)
     env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
     learner = ACERLearner(cfg, global_net, average_net, optimizer, counters, worker_id)
@@ -107,9 +124,19 @@ def run_acer_worker(worker_id: int, cfg, global_net: ACERNet, average_net: ACERN
         frame_dtype=np.uint8 if image else np.float32)
     newest = (lambda o: o[-1]) if image else (lambda o: o)
 
-    obs, _ = env.reset(seed=seed)
-    env.action_space.seed(seed)
-    replay.add_frame(newest(obs), first=True)
+    if resume_state is None:
+        obs, _ = env.reset(seed=seed)
+        replay.add_frame(newest(obs), first=True)
+    else:
+        restore_env_state(env, resume_state["env"])
+        obs = resume_state["obs"].numpy()
+        if "replay" in resume_state:
+            replay.load_state_dict(resume_state["replay"])
+        else:  # the replay starts afresh from the current observation
+            replay.add_frame(newest(obs), first=True)
+        torch.set_rng_state(resume_state["torch_rng"])
+        rng.bit_generator.state = resume_state["numpy_rng"]
+        random.setstate(_python_rng(resume_state["python_rng"]))
     mine = counters[worker_id]
     while not stop_event.is_set():
         if cfg.total_steps and int(counters[:, STEPS].sum()) >= cfg.total_steps:
@@ -141,4 +168,18 @@ def run_acer_worker(worker_id: int, cfg, global_net: ACERNet, average_net: ACERN
                 learner.update(replay.sample(rng))
         mine[ITERATIONS] += 1
         queue.put(("iteration", worker_id, stats or {}, len(replay)))
+    if state_path is not None:
+        state = {"format_version": 1, "worker_id": worker_id, "iteration": int(mine[ITERATIONS]),
+                 "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+                 "python_rng": list(random.getstate()), "env": env_state(env),
+                 "obs": torch.from_numpy(np.array(obs))}
+        if cfg.save_replay:
+            state["replay"] = replay.state_dict()
+        save_checkpoint(state, state_path)
     env.close()
+
+
+def _python_rng(saved: list) -> tuple:
+    """``random.getstate()`` as stored (lists) back to the tuple ``setstate`` takes."""
+    version, internal, gauss = saved
+    return version, tuple(internal), gauss

@@ -114,6 +114,24 @@ class ReplayMemory:
             raise IndexError("replay memory holds no complete trajectory")
         return self.trajectory(int(rng.integers(lo, hi + 1)))
 
+    _ARRAYS = ("frames", "first", "actions", "rewards", "dones", "mus", "truncation_values")
+
+    def state_dict(self) -> dict:
+        """The stored steps (only the slots written so far) as tensors, plus the counters."""
+        import torch
+        used = min(self.n_frames, self.size)
+        return {"n_frames": self.n_frames, "n_transitions": self.n_transitions, "size": self.size,
+                **{name: torch.from_numpy(getattr(self, name)[:used].copy()) for name in self._ARRAYS}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Refill from :meth:`state_dict` of a memory with the same shape."""
+        if state["size"] != self.size:
+            raise ValueError(f"saved replay has {state['size']} slots, this one {self.size}")
+        for name in self._ARRAYS:
+            values = state[name].numpy()
+            getattr(self, name)[:len(values)] = values
+        self.n_frames, self.n_transitions = int(state["n_frames"]), int(state["n_transitions"])
+
     def nbytes_per_transition(self) -> float:
         """Bytes the ring holds per step, all arrays counted."""
         total = sum(a.nbytes for a in (self.frames, self.first, self.actions, self.rewards,

@@ -22,7 +22,7 @@ from Agent.acer_worker import (EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS,
 from NN.networks import ACERNet
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
-from Utils.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, save_checkpoint
+from Utils.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from Utils.config import Config
 from Utils.logger import RunLogger
 
@@ -45,15 +45,25 @@ def env_spec(cfg: Config) -> tuple[tuple[int, ...], int]:
         env.close()
 
 
-def _worker_entry(worker_id: int, cfg: Config, *args) -> None:
-    """Process target: run the worker; on an exception, report it with the worker id."""
+def _worker_entry(worker_id: int, cfg: Config, global_net, average_net, optimizer, counters,
+                  stop_event, queue, state_path: str, resume: bool) -> None:
+    """Process target: run the worker; on an exception, report it with the worker id.
+
+    With ``resume``, the worker's saved state at ``state_path`` is used when it was
+    written at the iteration the run's checkpoint recorded for this worker.
+    """
     # Ctrl-C reaches the whole process group: only the main process handles it, and
     # stops the workers through the stop event so that a final checkpoint is consistent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
-    queue = args[-1]
     try:
-        run_acer_worker(worker_id, cfg, *args)
+        resume_state = None
+        if resume and os.path.exists(state_path):
+            saved = load_checkpoint(state_path)
+            if saved.get("iteration") == int(counters[worker_id, ITERATIONS]):
+                resume_state = saved
+        run_acer_worker(worker_id, cfg, global_net, average_net, optimizer, counters, stop_event,
+                        queue, state_path, resume_state)
     except BaseException:
         queue.put(("error", worker_id, traceback.format_exc()))
         sys.exit(1)
@@ -83,6 +93,7 @@ class Trainer:
         os.makedirs(run_dir, exist_ok=True)
         self.logger = RunLogger(log_dir, cfg.interval, logger_start)
         self.replay_len = 0
+        self.resumed = resume_state is not None
 
     def _restore_counters(self, saved: dict) -> None:
         columns = {"worker_steps": STEPS, "worker_episodes": EPISODES,
@@ -156,7 +167,8 @@ class Trainer:
         os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
         workers = [ctx.Process(target=_worker_entry, name=f"worker-{i}", daemon=True,
                                args=(i, cfg, self.global_net, self.average_net, self.optimizer,
-                                     self.counters, stop_event, q))
+                                     self.counters, stop_event, q,
+                                     os.path.join(self.run_dir, f"worker_{i}.pth"), self.resumed))
                    for i in range(cfg.n_workers)]
         failure = None
         try:

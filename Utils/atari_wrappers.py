@@ -137,3 +137,76 @@ def make_env(env_id: str, training: bool = True, frame_stack: int = 4,
     if training:
         env = TransformReward(env, lambda r: float(np.sign(r)))
     return FrameStackObservation(env, frame_stack, padding_type="reset")
+
+
+# Attributes that carry state from one step to the next, per wrapper type (the rest is
+# configuration fixed at construction). Used to snapshot and restore an environment exactly.
+_WRAPPER_STATE = {
+    FrameStackObservation: ("obs_queue",),
+    AtariPreprocessing: ("obs_buffer", "lives", "game_over"),
+    EpisodicLife: ("lives", "game_over"),
+    RecordEpisodeStatistics: ("episode_returns", "episode_lengths", "episode_count"),
+    gym.wrappers.TimeLimit: ("_elapsed_steps",),
+    gym.wrappers.common.OrderEnforcing: ("_has_reset",),
+    gym.wrappers.common.PassiveEnvChecker: ("checked_reset", "checked_step", "checked_data_reuse"),
+}
+
+
+def _plain(value):
+    """Arrays to tensors, sequences of arrays to lists of tensors; numbers as they are."""
+    import torch
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "deque":
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _unplain(value, current):
+    """Inverse of :func:`_plain`, shaped like the attribute's ``current`` value."""
+    import torch
+    if isinstance(value, torch.Tensor):
+        return value.numpy().copy()
+    if isinstance(value, list):
+        items = [_unplain(v, None) for v in value]
+        if type(current).__name__ == "deque":
+            current.clear()
+            current.extend(items)
+            return current
+        return items
+    return value
+
+
+def env_state(env: gym.Env) -> dict:
+    """Everything an environment needs to continue exactly: wrapper state, the emulator
+    (ALE state with its RNG) or the base env's arrays and numbers, and its np_random."""
+    import torch
+    layers, e = [], env
+    while isinstance(e, gym.Wrapper):
+        layers.append({name: _plain(getattr(e, name)) for name in _WRAPPER_STATE.get(type(e), ())})
+        e = e.env
+    state = {"wrappers": layers, "np_random": e.np_random.bit_generator.state}
+    if hasattr(e, "ale"):
+        state["ale"] = torch.frombuffer(bytearray(e.ale.cloneState(include_rng=True).serialize()),
+                                        dtype=torch.uint8).clone()
+    else:
+        state["base"] = {k: _plain(v) for k, v in vars(e).items()
+                         if isinstance(v, (np.ndarray, bool, int, float, type(None))) and not k.startswith("_np")}
+    return state
+
+
+def restore_env_state(env: gym.Env, state: dict) -> None:
+    """Put ``env`` (built like the one snapshotted) back into the state :func:`env_state` took."""
+    layers, e = iter(state["wrappers"]), env
+    while isinstance(e, gym.Wrapper):
+        for name, value in next(layers).items():
+            setattr(e, name, _unplain(value, getattr(e, name)))
+        e = e.env
+    e.np_random.bit_generator.state = state["np_random"]
+    if "ale" in state:
+        e.ale.restoreState(ale_py.ALEState(bytes(state["ale"].numpy().tobytes())))
+    else:
+        for name, value in state["base"].items():
+            setattr(e, name, _unplain(value, getattr(e, name)))

@@ -17,7 +17,7 @@ import yaml
 ALGOS = ("acer",)
 # Settings that describe the run rather than the algorithm: not read from the YAML.
 RUN_KEYS = ("env_name", "algo", "n_workers", "seed", "interval", "total_steps", "max_episodes",
-            "models_dir", "logs_dir")
+            "models_dir", "logs_dir", "save_replay")
 
 
 class ConfigError(ValueError):
@@ -37,6 +37,7 @@ class Config:
     max_episodes: int = 0         # stop after this many finished games (0: no limit)
     models_dir: str = "Models"
     logs_dir: str = "Logs"
+    save_replay: bool = False     # also save the replay memories when the run stops
     # ACER hyperparameters (training_configs.yml: acer)
     lr: float = 1e-4
     adam_eps: float = 1e-8

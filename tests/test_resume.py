@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import torch
+
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT
@@ -60,3 +62,25 @@ def test_ctrl_c_then_resume_continues_counters_and_curves(tmp_path, main_cli):
     assert new_episodes and min(new_episodes) == max(episodes_before) + 1
     assert new_iterations and min(new_iterations) > max(iterations_before)
     assert sorted(episodes_after) == list(range(1, len(episodes_after) + 1))
+
+
+def test_exact_resume_is_bit_identical(tmp_path, main_cli):
+    """1 worker, fixed seed: N steps straight == N/2, stop, resume to N (with --save_replay)."""
+    common = ["--do_train", "--env_name", "CartPole-v1", "--n_workers", "1", "--seed", "7",
+              "--interval", "1000", "--save_replay", "--lr", "1e-3"]
+    straight = main_cli(common + ["--total_steps", "3000", "--models_dir", "A", "--logs_dir", "LA"], tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    half = main_cli(common + ["--total_steps", "1500", "--models_dir", "B", "--logs_dir", "LB"], tmp_path)
+    assert half.returncode == 0, half.stderr
+    rest = main_cli(common + ["--total_steps", "3000", "--models_dir", "B", "--logs_dir", "LB", "--resume"],
+                    tmp_path)
+    assert rest.returncode == 0, rest.stderr
+    (a,) = glob.glob(str(tmp_path / "A" / "*" / "checkpoint.pth"))
+    (b,) = glob.glob(str(tmp_path / "B" / "*" / "checkpoint.pth"))
+    a, b = load_checkpoint(a), load_checkpoint(b)
+    assert a["counters"] == b["counters"] and a["counters"]["optimizer_steps"] > 300
+    for key in ("model", "average_model"):
+        assert all(torch.equal(a[key][name], b[key][name]) for name in a[key])
+    assert a["optimizer"]["step"] == b["optimizer"]["step"]
+    for moment in ("exp_avg", "exp_avg_sq"):
+        assert all(torch.equal(x, y) for x, y in zip(a["optimizer"][moment], b["optimizer"][moment]))

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=1, help="play: number of full games")
     p.add_argument("--greedy", action="store_true", help="play: take the most probable action")
     p.add_argument("--no_video", action="store_true", help="play: do not record the first game to Vid/")
+    p.add_argument("--render", action="store_true", help="play: show the games in a window (needs a display)")
     p.add_argument("--export", nargs="?", const="default", default=None, metavar="OUT_FILE",
                    help="write the weights of --weights, or of the newest run for --env_name, as a "
                         "playable file (default: 'Pre-Trained Weights/<Game>_<algo>.pth')")
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
                     else pretrained_path(HERE, cfg.env_name, cfg.algo))
         try:
             scores = play(load_checkpoint(path), cfg.env_name, args.episodes, cfg.seed, args.greedy,
-                          video_dir=None if args.no_video else "Vid")
+                          video_dir=None if args.no_video else "Vid", render=args.render)
         except CheckpointError as err:
             fail(str(err))
         print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} +- {np.std(scores):.2f}")

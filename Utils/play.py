@@ -18,17 +18,26 @@ from Utils.atari_wrappers import make_env
 from Utils.checkpoint import CheckpointError
 
 
-def build_policy(state: dict, env_name: str) -> ACERNet:
-    """The network stored in a checkpoint, checked against ``env_name``."""
+def check_env_name(state: dict, env_name: str) -> None:
+    """Refuse weights trained on another environment."""
     if state.get("env_name") != env_name:
         raise CheckpointError(f"these weights were trained on {state.get('env_name')}, "
                               f"not {env_name}")
+
+
+def build_policy(state: dict, env_name: str) -> ACERNet:
+    """The network stored in a checkpoint, checked against ``env_name``."""
+    check_env_name(state, env_name)
     net = ACERNet(tuple(state["obs_shape"]), int(state["n_actions"]),
                   int(state["config"].get("mlp_hidden", 128)))
     if net.kind != state.get("network_kind"):
         raise CheckpointError(f"checkpoint network kind {state.get('network_kind')} does not "
                               f"match {net.kind} for {env_name}")
-    net.load_state_dict(state["model"])
+    try:
+        net.load_state_dict(state["model"])
+    except RuntimeError:
+        raise CheckpointError("the file's weights do not fit the network it describes "
+                              f"({net.kind}, {state['n_actions']} actions)") from None
     net.eval()
     return net
 
@@ -57,33 +66,72 @@ class VideoRecorder:
         return self.mp4_path, self.gif_path
 
 
+def display_available() -> bool:
+    """True where a window can be opened (an X or Wayland display, or an SDL video driver)."""
+    return any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"))
+
+
+class Window:
+    """Shows RGB frames in a pygame window, scaled up, at about ``fps`` frames per second."""
+
+    def __init__(self, title: str, scale: int = 3, fps: float = 30.0):
+        import pygame
+        self.pygame, self.title, self.scale, self.delay = pygame, title, scale, 1.0 / fps
+        self.screen, self.last = None, 0.0
+        pygame.init()
+
+    def show(self, frame: np.ndarray) -> None:
+        pg = self.pygame
+        if self.screen is None:
+            h, w = frame.shape[:2]
+            self.screen = pg.display.set_mode((w * self.scale, h * self.scale))
+            pg.display.set_caption(self.title)
+        surface = pg.surfarray.make_surface(np.ascontiguousarray(frame.swapaxes(0, 1)))
+        self.screen.blit(pg.transform.scale(surface, self.screen.get_size()), (0, 0))
+        pg.display.flip()
+        pg.event.pump()
+        time.sleep(max(0.0, self.delay - (time.time() - self.last)))
+        self.last = time.time()
+
+    def close(self) -> None:
+        self.pygame.quit()
+
+
 def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
-         greedy: bool = False, verbose: bool = True, video_dir: str | None = None) -> list[float]:
+         greedy: bool = False, verbose: bool = True, video_dir: str | None = None,
+         render: bool = False) -> list[float]:
     """Play ``episodes`` full games with the checkpoint's policy; return the raw scores.
 
-    With ``video_dir``, the first game is saved there as MP4 and GIF.
+    With ``video_dir``, the first game is saved there as MP4 and GIF; with ``render``,
+    every game is shown in a window (when a display is available).
     """
+    if render and not display_available():
+        print("warning: --render: no display available; playing without a window")
+        render = False
     # Batch-1 inference gains nothing from intra-op threads, and spinning threads
     # compete with the video encoder (and any training run): 20 ms per forward instead of 1.5.
     torch.set_num_threads(1)
-    net = build_policy(state, env_name)
+    check_env_name(state, env_name)
     frame_stack = int(state["config"].get("frame_stack", 4))
     env = make_env(env_name, training=False, frame_stack=frame_stack,
-                   render_mode="rgb_array" if video_dir else None)
-    if video_dir:
+                   render_mode="rgb_array" if video_dir or render else None)
+    if video_dir or render:
         try:
             env.reset(seed=seed)
             env.render()
         except Exception as err:  # e.g. a renderer's optional dependency is missing
-            print(f"warning: cannot record {env_name} ({type(err).__name__}: {err}); playing without video")
+            print(f"warning: cannot render {env_name} ({type(err).__name__}: {err}); "
+                  "playing without video or window")
             env.close()
-            video_dir = None
+            video_dir, render = None, False
             env = make_env(env_name, training=False, frame_stack=frame_stack)
     if tuple(env.observation_space.shape) != tuple(state["obs_shape"]) or \
             env.action_space.n != state["n_actions"]:
         raise CheckpointError(f"checkpoint expects observations {tuple(state['obs_shape'])} and "
                               f"{state['n_actions']} actions; {env_name} has "
                               f"{env.observation_space.shape} and {env.action_space.n}")
+    net = build_policy(state, env_name)
+    window = Window(env_name) if render else None
     generator = torch.Generator().manual_seed(seed)
     scores = []
     for episode in range(episodes):
@@ -92,7 +140,16 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
         if video_dir and episode == 0:
             game = env_name.replace("/", "_")
             recorder = VideoRecorder(os.path.join(video_dir, f"{game}_{time.strftime('%Y-%m-%d-%H-%M-%S')}"))
-            recorder.add(env.render())
+
+        def show_frame():
+            if recorder is not None or window is not None:
+                frame = env.render()
+                if recorder is not None:
+                    recorder.add(frame)
+                if window is not None:
+                    window.show(frame)
+
+        show_frame()
         while True:
             with torch.no_grad():
                 logits, _ = net(torch.from_numpy(np.asarray(obs)).unsqueeze(0))
@@ -101,8 +158,7 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
             else:
                 action = int(torch.multinomial(torch.softmax(logits[0], -1), 1, generator=generator))
             obs, _, terminated, truncated, info = env.step(action)
-            if recorder is not None:
-                recorder.add(env.render())
+            show_frame()
             if terminated or truncated:
                 if recorder is not None:
                     paths = recorder.close()
@@ -113,4 +169,6 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
                     print(f"Episode {episode + 1}: score {scores[-1]:.1f}", flush=True)
                 break
     env.close()
+    if window is not None:
+        window.close()
     return scores

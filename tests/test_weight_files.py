@@ -1,5 +1,7 @@
 """Weight files: unsafe, broken or mismatched files get one-line errors (exit 2); export plays."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -8,6 +10,7 @@ from Agent.trainer import Trainer
 from Utils.checkpoint import CheckpointError, export_weights, load_checkpoint, save_checkpoint
 from Utils.config import Config
 
+from conftest import ROOT
 from test_training import tree_snapshot
 
 
@@ -76,3 +79,47 @@ def test_export_writes_playable_weights_without_optimizer_and_never_overwrites(t
     assert out.read_bytes() == content
     with pytest.raises(CheckpointError, match="already exists"):
         export_weights(state, str(out))
+
+
+def test_play_is_repeatable_and_renders_to_a_window(tmp_path, main_cli):
+    save_checkpoint(cartpole_checkpoint(tmp_path), str(tmp_path / "w.pth"))
+    args = ["--env_name", "CartPole-v1", "--weights", str(tmp_path / "w.pth"), "--episodes", "3",
+            "--no_video", "--seed", "11"]
+    first, second = main_cli(args, tmp_path), main_cli(args, tmp_path)
+    assert first.returncode == 0 and first.stdout == second.stdout   # same seed, same scores
+    other = main_cli(args[:-1] + ["12"], tmp_path)
+    assert other.stdout != first.stdout
+    env = dict(os.environ, SDL_VIDEODRIVER="dummy")
+    env.pop("DISPLAY", None)
+    windowed = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args, "--render"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert windowed.returncode == 0 and "no display" not in windowed.stdout, windowed.stderr
+    assert [l for l in windowed.stdout.splitlines() if l.startswith("Episode")] == \
+        [l for l in first.stdout.splitlines() if l.startswith("Episode")]
+    env.pop("SDL_VIDEODRIVER")
+    headless = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args, "--render"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              env={k: v for k, v in env.items() if k not in ("WAYLAND_DISPLAY",)})
+    assert headless.returncode == 0 and "no display available" in headless.stdout
+
+
+def test_tampered_metadata_and_unsafe_resume_are_refused(tmp_path, main_cli):
+    state = cartpole_checkpoint(tmp_path)
+    save_checkpoint({**state, "network_kind": "nature_cnn"}, str(tmp_path / "kind.pth"))
+    save_checkpoint({**state, "n_actions": 3}, str(tmp_path / "actions.pth"))
+    run = tmp_path / "Models" / "evil_run"
+    run.mkdir(parents=True)
+    marker = tmp_path / "code_ran"
+    torch.save({"format_version": 1, "config": RunsCode(str(marker))}, run / "checkpoint.pth")
+    before = tree_snapshot(tmp_path)
+    cases = [
+        (["--env_name", "CartPole-v1", "--weights", str(tmp_path / "kind.pth")], "network kind nature_cnn"),
+        (["--env_name", "CartPole-v1", "--weights", str(tmp_path / "actions.pth")], "3 actions"),
+        (["--do_train", "--env_name", "CartPole-v1", "--resume", str(run)], "is not a safe checkpoint"),
+    ]
+    for args, message in cases:
+        result = main_cli(args + ["--no_video"], tmp_path, timeout=120)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (args, result.stderr)
+    assert not marker.exists()
+    assert tree_snapshot(tmp_path) == before

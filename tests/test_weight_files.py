@@ -111,11 +111,16 @@ def test_tampered_metadata_and_unsafe_resume_are_refused(tmp_path, main_cli):
     run.mkdir(parents=True)
     marker = tmp_path / "code_ran"
     torch.save({"format_version": 1, "config": RunsCode(str(marker))}, run / "checkpoint.pth")
+    cartpole_run = tmp_path / "Models" / "cartpole_run"
+    cartpole_run.mkdir()
+    save_checkpoint(state, str(cartpole_run / "checkpoint.pth"))
     before = tree_snapshot(tmp_path)
     cases = [
         (["--env_name", "CartPole-v1", "--weights", str(tmp_path / "kind.pth")], "network kind nature_cnn"),
         (["--env_name", "CartPole-v1", "--weights", str(tmp_path / "actions.pth")], "3 actions"),
         (["--do_train", "--env_name", "CartPole-v1", "--resume", str(run)], "is not a safe checkpoint"),
+        (["--do_train", "--env_name", "Acrobot-v1", "--resume", str(cartpole_run)],
+         "is a CartPole-v1 run, not Acrobot-v1"),
     ]
     for args, message in cases:
         result = main_cli(args + ["--no_video"], tmp_path, timeout=120)

@@ -55,6 +55,13 @@ def importance_weights(policy: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
     return policy.detach() / mu
 
 
+def bias_correction_weights(policy: torch.Tensor, mu: torch.Tensor, c: float) -> torch.Tensor:
+    """[1 - c / rho(a)]_+ for every action, written as [1 - c mu(a) / f(a)]_+ so that a
+    zero mu never divides and an underflowed f gives 0."""
+    f = policy.detach()
+    return torch.clamp(1.0 - c * mu / f.clamp_min(torch.finfo(f.dtype).tiny), min=0.0)
+
+
 def policy_gradient_wrt_probs(policy: torch.Tensor, q: torch.Tensor, actions: torch.Tensor,
                               mu: torch.Tensor, q_ret: torch.Tensor, c: float) -> torch.Tensor:
     """g_i: gradient of ACER's truncated, bias-corrected objective w.r.t. f(.|x_i).
@@ -66,9 +73,7 @@ def policy_gradient_wrt_probs(policy: torch.Tensor, q: torch.Tensor, actions: to
     values = (f * q).sum(-1, keepdim=True)
     a = actions.unsqueeze(-1)
     advantage_ret = q_ret.detach().unsqueeze(-1) - values
-    # [1 - c / rho(a)]_+ written as [1 - c mu(a) / f(a)]_+ so a zero mu never divides.
-    correction = torch.clamp(1.0 - c * mu / f.clamp_min(torch.finfo(f.dtype).tiny), min=0.0)
-    g = correction * (q - values)
+    g = bias_correction_weights(f, mu, c) * (q - values)
     # min(c, rho_i) / f(a_i) = min(c / f(a_i), 1 / mu(a_i)): finite even where f(a_i) underflows to 0.
     f_a, mu_a = f.gather(-1, a), mu.gather(-1, a)
     weight = torch.minimum(c / f_a.clamp_min(torch.finfo(f.dtype).tiny), 1.0 / mu_a)
@@ -131,7 +136,7 @@ def acer_loss(logits: torch.Tensor, q: torch.Tensor, average_logits: torch.Tenso
     with torch.no_grad():  # the paper's objective (eq. 8) as a number to log
         rho_a = rho.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         log_f_a = log_policy.detach().gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-        correction = torch.clamp(1.0 - c * mu / f.clamp_min(torch.finfo(f.dtype).tiny), min=0.0)
+        correction = bias_correction_weights(f, mu, c)
         objective = (torch.clamp(rho_a, max=c) * log_f_a * (q_ret - values)
                      + (correction * f * log_policy.detach() * (q.detach() - values.unsqueeze(-1))).sum(-1))
     stats = {"policy_loss": -objective.mean(), "value_loss": value_loss.detach(),

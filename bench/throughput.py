@@ -79,10 +79,11 @@ def main() -> None:
     for n in args.n_workers:
         results[n] = measure(args.algo, args.env_name, n, args.seconds, args.warmup, args.window,
                              [a for a in extra if a != "--"])
-    print(f"\n{'algo':6} {'workers':>7} {'median':>8} {'min':>8} {'max':>8} {'mean':>8} {'windows':>8}")
+    print(f"\n{'algo':6} {'workers':>7} {'median':>8} {'min':>8} {'max':>8} {'mean':>8} {'windows':>8} "
+          f"{'1st report s':>13}")
     for n, r in results.items():
         print(f"{args.algo:6} {n:7d} {r['median']:8.1f} {r['min']:8.1f} {r['max']:8.1f} "
-              f"{r['mean']:8.1f} {r['windows']:8d}")
+              f"{r['mean']:8.1f} {r['windows']:8d} {r['first_report_s']:13.1f}")
     for n, r in results.items():
         print(f"{args.algo} {n} workers: {r['median']:.1f} steps/s "
               f"(min {r['min']:.1f}, max {r['max']:.1f}) on {args.env_name}")

@@ -1,6 +1,7 @@
-"""Command line: train ACER on Gymnasium / Atari with parallel workers, or play trained weights.
+"""Command line: train ACER or A3C on Gymnasium / Atari with parallel workers, or play trained weights.
 
-    python main.py --do_train [--env_name PongNoFrameskip-v4] [--n_workers 2] [--total_steps N]
+    python main.py --do_train [--algo acer|a3c] [--env_name PongNoFrameskip-v4] [--n_workers 2]
+    python main.py --do_train --algo a3c --no_recurrent  # the A3C paper's feed-forward agent
     python main.py --do_train --resume [RUN_DIR]       # continue a run
     python main.py [--env_name ...] [--weights FILE]   # play (no --do_train)
 
@@ -21,7 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def build_parser() -> argparse.ArgumentParser:
     from Utils.config import HYPERPARAMETER_KEYS, Config
     defaults = Config()
-    p = argparse.ArgumentParser(description="ACER (Wang et al. 2016) on Atari and Gymnasium.")
+    p = argparse.ArgumentParser(description="ACER (Wang et al. 2016) and A3C (Mnih et al. 2016) "
+                                            "on Atari and Gymnasium.")
     p.add_argument("--env_name", default=None, help="Gymnasium id (default PongNoFrameskip-v4)")
     p.add_argument("--interval", type=int, default=None,
                    help=f"iterations between console lines and checkpoints (default {defaults.interval})")
@@ -31,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR",
                    help="continue the newest run in --models_dir, or RUN_DIR")
     p.add_argument("--seed", type=int, default=None, help=f"random seed (default {defaults.seed})")
-    p.add_argument("--algo", default=None, help="acer")
+    p.add_argument("--algo", default=None, help="acer (default) or a3c")
+    p.add_argument("--no_recurrent", dest="recurrent", action="store_const", const=False, default=None,
+                   help="a3c: the paper's feed-forward network instead of the LSTM (recurrent: false)")
     p.add_argument("--n_workers", type=int, default=None, help="worker processes (default: CPU count)")
     p.add_argument("--total_steps", type=int, default=None, help="stop after this many agent steps")
     p.add_argument("--max_episodes", type=int, default=None, help="stop after this many games")
@@ -51,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "playable file (default: 'Pre-Trained Weights/<Game>_<algo>.pth')")
     hp = p.add_argument_group("hyperparameters (override training_configs.yml)")
     for key in HYPERPARAMETER_KEYS:
+        if key == "recurrent":
+            continue  # --no_recurrent above
         hp.add_argument(f"--{key}", default=None, metavar=type(getattr(defaults, key)).__name__.upper())
     return p
 
@@ -65,9 +71,11 @@ def main(argv=None) -> int:
     from Utils.atari_wrappers import check_env_id
     from Utils.checkpoint import (CHECKPOINT_NAME, CheckpointError, export_weights, latest_run,
                                   load_checkpoint, pretrained_path)
-    from Utils.config import RUN_KEYS, ConfigError, HYPERPARAMETER_KEYS, load_config, save_config
+    from Utils.config import (RUN_KEYS, ConfigError, HYPERPARAMETER_KEYS, check_keys_for_algo,
+                              load_config, save_config)
 
     overrides = {k: getattr(args, k) for k in RUN_KEYS + HYPERPARAMETER_KEYS}
+    given = [k for k, v in overrides.items() if v is not None]
     if args.train_from_scratch and args.resume is None:
         print("warning: --train_from_scratch keeps the original project's meaning: it CONTINUES "
               "the last run. Use --resume to say so, or drop the flag to start a new run.",
@@ -77,11 +85,14 @@ def main(argv=None) -> int:
         resume_state, run_dir = None, None
         models_dir = args.models_dir or "Models"
         if args.do_train and args.resume is not None:
-            run_dir = latest_run(models_dir, args.env_name) if args.resume == "latest" else args.resume
+            run_dir = (latest_run(models_dir, args.env_name, args.algo) if args.resume == "latest"
+                       else args.resume)
             if run_dir is None:
                 fail(f"--resume: no run with a checkpoint in {models_dir}/")
             resume_state = load_checkpoint(os.path.join(run_dir, CHECKPOINT_NAME))
             saved = resume_state["config"]
+            if args.algo is not None and args.algo != resume_state.get("algo"):
+                fail(f"--resume: {run_dir} is an {resume_state.get('algo')} run, not {args.algo}")
             for key, value in overrides.items():  # flags given now override the saved config
                 if value is not None and key not in ("models_dir", "logs_dir") and str(saved.get(key)) != str(value):
                     print(f"resume: {key} {saved.get(key)} -> {value}")
@@ -91,6 +102,7 @@ def main(argv=None) -> int:
             if overrides["env_name"] != resume_state["env_name"]:
                 fail(f"--resume: {run_dir} is a {resume_state['env_name']} run, not {overrides['env_name']}")
         algo = overrides.get("algo") or "acer"
+        check_keys_for_algo(algo, given)
         cfg = load_config(args.config, algo, overrides)
         check_env_id(cfg.env_name)
     except (ConfigError, CheckpointError, ValueError) as err:
@@ -115,7 +127,7 @@ def main(argv=None) -> int:
         from Utils.play import play
         path = args.weights
         if path is None:
-            run = latest_run(cfg.models_dir, cfg.env_name)
+            run = latest_run(cfg.models_dir, cfg.env_name, args.algo)
             path = (os.path.join(run, CHECKPOINT_NAME) if run
                     else pretrained_path(HERE, cfg.env_name, cfg.algo))
         try:

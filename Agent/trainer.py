@@ -1,7 +1,7 @@
 """Training run: shared networks and optimizer, worker processes, supervision, checkpoints.
 
-The main process builds the global and average networks in shared memory and
-the shared Adam, spawns ``n_workers`` processes (spawn start method, one torch
+The main process builds the global network (and, for ACER, the average
+network) in shared memory and the shared Adam, spawns ``n_workers`` processes (spawn start method, one torch
 thread each), and then only listens: it logs what workers report, saves a
 checkpoint every ``interval`` iterations, stops the workers when a budget is
 reached, and reports a worker that fails with its id and traceback.
@@ -17,9 +17,8 @@ import traceback
 
 import torch
 
-from Agent.acer_worker import (EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS, UPDATES,
-                               run_acer_worker)
-from NN.networks import ACERNet
+from Agent.worker import EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS, UPDATES, run_worker
+from NN.networks import build_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
 from Utils.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_checkpoint
@@ -62,7 +61,7 @@ def _worker_entry(worker_id: int, cfg: Config, global_net, average_net, optimize
             saved = load_checkpoint(state_path)
             if saved.get("iteration") == int(counters[worker_id, ITERATIONS]):
                 resume_state = saved
-        run_acer_worker(worker_id, cfg, global_net, average_net, optimizer, counters, stop_event,
+        run_worker(worker_id, cfg, global_net, average_net, optimizer, counters, stop_event,
                         queue, state_path, resume_state)
     except BaseException:
         queue.put(("error", worker_id, traceback.format_exc()))
@@ -76,17 +75,20 @@ class Trainer:
         self.cfg, self.run_dir, self.log_dir = cfg, run_dir, log_dir
         self.obs_shape, self.n_actions = env_spec(cfg)
         torch.manual_seed(cfg.seed)
-        self.global_net = ACERNet(self.obs_shape, self.n_actions, cfg.mlp_hidden)
-        self.average_net = ACERNet(self.obs_shape, self.n_actions, cfg.mlp_hidden)
-        self.average_net.load_state_dict(self.global_net.state_dict())
+        self.global_net = build_network(cfg.algo, self.obs_shape, self.n_actions, cfg.to_dict())
         self.global_net.share_memory()
-        self.average_net.share_memory()
+        self.average_net = None  # ACER's average policy network
+        if cfg.algo == "acer":
+            self.average_net = build_network(cfg.algo, self.obs_shape, self.n_actions, cfg.to_dict())
+            self.average_net.load_state_dict(self.global_net.state_dict())
+            self.average_net.share_memory()
         self.optimizer = SharedAdam(self.global_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
         self.counters = torch.zeros(cfg.n_workers, N_COUNTERS, dtype=torch.int64).share_memory_()
         logger_start = None
         if resume_state is not None:
             self.global_net.load_state_dict(resume_state["model"])
-            self.average_net.load_state_dict(resume_state["average_model"])
+            if self.average_net is not None:
+                self.average_net.load_state_dict(resume_state["average_model"])
             self.optimizer.load_state_dict(resume_state["optimizer"])
             self._restore_counters(resume_state["counters"])
             logger_start = resume_state.get("logger")
@@ -113,7 +115,7 @@ class Trainer:
     def checkpoint_state(self) -> dict:
         """Everything needed to continue or play this run, as plain tensors and numbers."""
         c = self.counters.clone()
-        return {
+        state = {
             "format_version": FORMAT_VERSION, "algo": self.cfg.algo, "env_name": self.cfg.env_name,
             "obs_shape": list(self.obs_shape), "n_actions": self.n_actions,
             "network_kind": self.global_net.kind, "config": self.cfg.to_dict(),
@@ -124,9 +126,11 @@ class Trainer:
                          "worker_skipped_updates": c[:, SKIPPED].tolist(),
                          "optimizer_steps": int(self.optimizer.step_count)},
             "logger": self.logger.state(),
-            "model": self.global_net.state_dict(), "average_model": self.average_net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": self.global_net.state_dict(), "optimizer": self.optimizer.state_dict(),
         }
+        if self.average_net is not None:
+            state["average_model"] = self.average_net.state_dict()
+        return state
 
     def save(self) -> None:
         save_checkpoint(self.checkpoint_state(), os.path.join(self.run_dir, CHECKPOINT_NAME))
@@ -146,7 +150,8 @@ class Trainer:
             if worker_id == 0:
                 self.replay_len = replay_len
             if self.logger.iteration(stats):
-                self.logger.report(self.global_steps, self.replay_len)
+                self.logger.report(self.global_steps,
+                                   self.replay_len if self.cfg.algo == "acer" else None)
                 self.save()
         elif kind == "error":
             raise WorkerFailed(f"worker {worker_id} failed:\n{message[2]}")

@@ -1,8 +1,10 @@
-"""Networks: the original ACER network for images, an MLP with the same heads for vectors.
+"""Networks: ACER's (policy and Q heads) and A3C's (policy and value heads, LSTM or fc core).
 
-Both return ``(logits, q)``: policy logits and one Q-value per action. The
-policy is ``softmax(logits)``; callers take ``log_softmax`` where they need
-log-probabilities, which is more accurate than ``log(softmax)``.
+Each takes images (uint8 stacks, scaled by 1/255 inside) or flat vectors (an
+MLP trunk). The policy is ``softmax(logits)``; callers take ``log_softmax``
+where they need log-probabilities, which is more accurate than ``log(softmax)``.
+Both expose ``initial_hidden()`` and ``step(obs, hidden) -> (logits, hidden)``
+so that play and acting code need not know which network they hold.
 """
 from __future__ import annotations
 
@@ -65,6 +67,119 @@ class ACERNet(nn.Module):
             x = x / 255.0
         h = self.trunk(x)
         return self.policy_head(h), self.q_head(h)
+
+    def initial_hidden(self, batch: int = 1) -> None:
+        """ACER's network has no recurrent state."""
+        return None
+
+    def step(self, obs: torch.Tensor, hidden=None) -> tuple[torch.Tensor, None]:
+        """Policy logits for a batch of observations (``hidden`` is unused)."""
+        return self(obs)[0], None
+
+
+class A3CNet(nn.Module):
+    """A3C's network (Mnih et al. 2016): conv 16x8x8/4, conv 32x4x4/2 (or an MLP for vectors),
+    then an LSTM cell (``recurrent``, the original's A3C_Atari) or an fc layer with ReLU
+    (the paper's feed-forward agent), then a policy head and a value head.
+
+    The recurrent state is ``(h, c)``, each [B, hidden_size]; the feed-forward net's is None.
+    """
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, recurrent: bool = True,
+                 hidden_size: int = 256, mlp_hidden: int = 128):
+        super().__init__()
+        self.obs_shape, self.n_actions = tuple(obs_shape), n_actions
+        self.recurrent, self.hidden_size = recurrent, hidden_size
+        self.image = network_kind(obs_shape) == "nature_cnn"
+        self.kind = f"a3c_{'cnn' if self.image else 'mlp'}_{'lstm' if recurrent else 'ff'}"
+        if self.image:
+            c, h, w = obs_shape
+            self.trunk = nn.Sequential(
+                nn.Conv2d(c, 16, 8, stride=4), nn.ReLU(),
+                nn.Conv2d(16, 32, 4, stride=2), nn.ReLU(),
+                nn.Flatten(),
+            )
+            with torch.no_grad():
+                features = self.trunk(torch.zeros(1, c, h, w)).shape[1]
+        else:
+            (n_in,) = obs_shape
+            self.trunk = nn.Sequential(nn.Linear(n_in, mlp_hidden), nn.ReLU())
+            features = mlp_hidden
+        if recurrent:
+            self.core = nn.LSTMCell(features, hidden_size)
+        else:
+            self.core = nn.Sequential(nn.Linear(features, hidden_size), nn.ReLU())
+        self.policy_head = nn.Linear(hidden_size, n_actions)
+        self.value_head = nn.Linear(hidden_size, 1)
+        _init_weights(self.trunk, [self.policy_head, self.value_head])
+        if recurrent:  # Xavier weights and zero biases for the LSTM, as in the original
+            nn.init.xavier_uniform_(self.core.weight_ih)
+            nn.init.xavier_uniform_(self.core.weight_hh)
+            nn.init.zeros_(self.core.bias_ih)
+            nn.init.zeros_(self.core.bias_hh)
+        else:
+            _init_weights(self.core, [])
+
+    def initial_hidden(self, batch: int = 1):
+        """Zero ``(h, c)`` for a new episode (None for the feed-forward net)."""
+        if not self.recurrent:
+            return None
+        zeros = torch.zeros(batch, self.hidden_size)
+        return zeros, zeros.clone()
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """Trunk output for a batch of observations (images scaled by 1/255)."""
+        x = obs.to(self.policy_head.weight.dtype)
+        return self.trunk(x / 255.0 if self.image else x)
+
+    def forward(self, obs: torch.Tensor, hidden=None):
+        """One step for a batch: ``(logits [B, A], value [B], next hidden)``."""
+        x = self.features(obs)
+        if self.recurrent:
+            if hidden is None:
+                hidden = self.initial_hidden(obs.shape[0])
+            hidden = self.core(x, hidden)
+            x = hidden[0]
+        else:
+            x = self.core(x)
+        return self.policy_head(x), self.value_head(x).squeeze(-1), hidden
+
+    def step(self, obs: torch.Tensor, hidden=None):
+        """Policy logits and the next recurrent state."""
+        logits, _, hidden = self(obs, hidden)
+        return logits, hidden
+
+    def unroll(self, obs: torch.Tensor, hidden, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [T, A] and values [T] along one worker's rollout of T observations.
+
+        ``hidden`` is the state before ``obs[0]``; ``starts[t]`` (bool, [T]) zeroes the state
+        before step t (a new episode). The convolutions run as one batch; the LSTM steps in
+        order, and the graph links every step to the first (backpropagation through time).
+        """
+        x = self.features(obs)
+        if not self.recurrent:
+            x = self.core(x)
+        else:
+            outputs = []
+            h, c = hidden
+            for t in range(x.shape[0]):
+                if bool(starts[t]):
+                    h, c = torch.zeros_like(h), torch.zeros_like(c)
+                h, c = self.core(x[t:t + 1], (h, c))
+                outputs.append(h)
+            x = torch.cat(outputs)
+        return self.policy_head(x), self.value_head(x).squeeze(-1)
+
+
+def build_network(algo: str, obs_shape: tuple[int, ...], n_actions: int, config: dict) -> nn.Module:
+    """The network ``algo`` uses, sized by the run's ``config`` (a dict of its settings)."""
+    mlp_hidden = int(config.get("mlp_hidden", 128))
+    if algo == "acer":
+        return ACERNet(obs_shape, n_actions, mlp_hidden)
+    if algo == "a3c":
+        return A3CNet(obs_shape, n_actions, bool(config.get("recurrent", True)),
+                      int(config.get("hidden_size", 256)), mlp_hidden)
+    raise ValueError(f"no network for algorithm '{algo}'")
 
 
 def network_kind(obs_shape: tuple[int, ...]) -> str:

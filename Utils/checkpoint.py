@@ -89,26 +89,33 @@ def export_weights(state: dict, path: str) -> None:
     save_checkpoint({key: state[key] for key in WEIGHT_KEYS if key in state}, path)
 
 
-def latest_run(models_dir: str, env_name: str | None = None) -> str | None:
-    """The newest run folder in ``models_dir`` holding a checkpoint (for ``env_name`` if given)."""
+def latest_run(models_dir: str, env_name: str | None = None, algo: str | None = None) -> str | None:
+    """The newest run folder in ``models_dir`` holding a checkpoint (for ``env_name`` and
+    ``algo`` if given)."""
     if not os.path.isdir(models_dir):
         return None
     runs = sorted((d for d in os.listdir(models_dir)
                    if os.path.isfile(os.path.join(models_dir, d, CHECKPOINT_NAME))), reverse=True)
     for run in runs:
         path = os.path.join(models_dir, run)
-        if env_name is None or _run_env_name(path) == env_name:
+        if env_name is None and algo is None:
+            return path
+        run_env, run_algo = _run_identity(path)
+        if env_name in (None, run_env) and algo in (None, run_algo):
             return path
     return None
 
 
-def _run_env_name(run_dir: str) -> str | None:
-    """The environment of a run, read from its ``config.yml`` (cheap) or its checkpoint."""
+def _run_identity(run_dir: str) -> tuple[str | None, str | None]:
+    """The environment and algorithm of a run, read from its ``config.yml`` (cheap) or its
+    checkpoint."""
     try:
         with open(os.path.join(run_dir, "config.yml")) as fh:
-            return yaml.safe_load(fh).get("env_name")
+            saved = yaml.safe_load(fh)
+        return saved.get("env_name"), saved.get("algo", "acer")
     except (OSError, yaml.YAMLError, AttributeError):
         try:
-            return load_checkpoint(os.path.join(run_dir, CHECKPOINT_NAME)).get("env_name")
+            state = load_checkpoint(os.path.join(run_dir, CHECKPOINT_NAME))
+            return state.get("env_name"), state.get("algo")
         except CheckpointError:
-            return None
+            return None, None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 
 import yaml
 
-ALGOS = ("acer",)
+ALGOS = ("acer", "a3c")
 # Settings that describe the run rather than the algorithm: not read from the YAML.
 RUN_KEYS = ("env_name", "algo", "n_workers", "seed", "interval", "total_steps", "max_episodes",
             "models_dir", "logs_dir", "save_replay")
@@ -38,11 +38,17 @@ class Config:
     models_dir: str = "Models"
     logs_dir: str = "Logs"
     save_replay: bool = False     # also save the replay memories when the run stops
-    # ACER hyperparameters (training_configs.yml: acer)
+    # hyperparameters shared by both algorithms (defaults: the original's ACER table;
+    # ALGO_DEFAULTS below holds where A3C's differ)
     lr: float = 1e-4
     adam_eps: float = 1e-8
     entropy_coef: float = 0.001
     gamma: float = 0.99
+    critic_coef: float = 0.5
+    max_grad_norm: float = 40.0
+    frame_stack: int = 4
+    mlp_hidden: int = 128
+    # ACER only (training_configs.yml: acer)
     k: int = 20
     total_memory_size: int = 600_000
     c: float = 10.0
@@ -50,14 +56,21 @@ class Config:
     trust_region: bool = True
     replay_ratio: float = 4.0
     polyak: float = 0.01
-    critic_coef: float = 0.5
-    max_grad_norm: float = 40.0
-    frame_stack: int = 4
-    mlp_hidden: int = 128
+    # A3C only (training_configs.yml: a3c)
+    recurrent: bool = True          # LSTM policy (the original's); false: the paper's feed-forward net
+    total_update_period: int = 80   # recurrent: each worker's rollout is this // n_workers steps
+    t_max: int = 5                  # feed-forward: rollout length (the A3C paper's t_max)
+    hidden_size: int = 256          # LSTM cell (recurrent) or fc layer (feed-forward) width
 
     def replay_capacity(self) -> int:
         """Trajectories each worker's replay holds: total // (n_workers * k), as in the original."""
         return self.total_memory_size // (self.n_workers * self.k)
+
+    def rollout_length(self) -> int:
+        """Agent steps each worker takes between two updates of its own."""
+        if self.algo == "acer":
+            return self.k
+        return self.total_update_period // self.n_workers if self.recurrent else self.t_max
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -83,17 +96,47 @@ class Config:
             (self.max_grad_norm > 0, f"--max_grad_norm must be positive, got {self.max_grad_norm}"),
             (self.frame_stack >= 1, f"--frame_stack must be at least 1, got {self.frame_stack}"),
             (self.mlp_hidden >= 1, f"--mlp_hidden must be at least 1, got {self.mlp_hidden}"),
+            (self.total_update_period >= 1,
+             f"--total_update_period must be at least 1, got {self.total_update_period}"),
+            (self.t_max >= 1, f"--t_max must be at least 1, got {self.t_max}"),
+            (self.hidden_size >= 1, f"--hidden_size must be at least 1, got {self.hidden_size}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        if self.replay_ratio > 0 and self.replay_capacity() < 1:
+        if self.algo == "a3c" and self.recurrent and self.rollout_length() < 1:
+            raise ConfigError(f"--total_update_period {self.total_update_period} is smaller than "
+                              f"--n_workers {self.n_workers}: each worker's rollout would be empty")
+        if self.algo == "acer" and self.replay_ratio > 0 and self.replay_capacity() < 1:
             raise ConfigError(f"--total_memory_size {self.total_memory_size} is too small for "
                               f"{self.n_workers} workers with k={self.k}: each worker needs at "
                               f"least one trajectory (>= {self.n_workers * self.k})")
 
 
 HYPERPARAMETER_KEYS = tuple(f.name for f in fields(Config) if f.name not in RUN_KEYS)
+# Keys that only one algorithm reads; every other hyperparameter is shared.
+ALGO_ONLY_KEYS = {
+    "acer": ("k", "total_memory_size", "c", "delta", "trust_region", "replay_ratio", "polyak",
+             "save_replay"),
+    "a3c": ("recurrent", "total_update_period", "t_max", "hidden_size"),
+}
+# Where an algorithm's default differs from the dataclass default (the original's A3C table).
+ALGO_DEFAULTS = {"acer": {}, "a3c": {"entropy_coef": 0.01}}
+
+
+def algo_keys(algo: str) -> tuple[str, ...]:
+    """The settings ``algo`` reads: run keys, shared hyperparameters and its own."""
+    others = {k for a, keys in ALGO_ONLY_KEYS.items() if a != algo for k in keys}
+    return tuple(k for k in RUN_KEYS + HYPERPARAMETER_KEYS if k not in others)
+
+
+def check_keys_for_algo(algo: str, keys) -> None:
+    """Refuse command-line settings that ``algo`` would silently ignore."""
+    allowed = algo_keys(algo)
+    for key in keys:
+        if key not in allowed:
+            owner = next(a for a, own in ALGO_ONLY_KEYS.items() if key in own)
+            raise ConfigError(f"--{key} is a setting of --algo {owner}; --algo {algo} does not use it")
 
 
 def read_yaml_section(path: str, algo: str) -> dict:
@@ -109,9 +152,12 @@ def read_yaml_section(path: str, algo: str) -> dict:
         raise ConfigError(f"config file {path} has no '{algo}:' section")
     section = table[algo]
     types = {f.name: f.type for f in fields(Config)}
+    allowed = algo_keys(algo)
     for key, value in section.items():
         if key not in HYPERPARAMETER_KEYS:
             raise ConfigError(f"unknown key '{key}' in the '{algo}' section of {path}")
+        if key not in allowed:
+            raise ConfigError(f"key '{key}' in the '{algo}' section of {path} is not a setting of {algo}")
         section[key] = _coerce(key, value, types[key], f"{path}: {algo}.{key}")
     return section
 
@@ -143,7 +189,10 @@ def _coerce(key: str, value, type_name: str, where: str):
 
 def load_config(yaml_path: str, algo: str, overrides: dict) -> Config:
     """Defaults <- YAML section for ``algo`` <- ``overrides`` (values not None), validated."""
+    if algo not in ALGOS:
+        raise ConfigError(f"--algo must be one of {', '.join(ALGOS)}, got '{algo}'")
     values = Config(algo=algo).to_dict()
+    values.update(ALGO_DEFAULTS[algo])
     values.update(read_yaml_section(yaml_path, algo))
     types = {f.name: f.type for f in fields(Config)}
     for key, value in overrides.items():

@@ -76,8 +76,8 @@ class RunLogger:
                 self.writer.add_scalar(name, self.running[key], self.iterations)
         return True
 
-    def report(self, global_step: int, replay_len: int) -> None:
-        """Print the console line and log steps per second."""
+    def report(self, global_step: int, replay_len: int | None) -> None:
+        """Print the console line and log steps per second (``replay_len`` None: no replay)."""
         now = time.time()
         if self.rate_steps is not None and now > self.rate_t:
             self.steps_per_second = (global_step - self.rate_steps) / (now - self.rate_t)
@@ -86,9 +86,11 @@ class RunLogger:
         self.csv_file.flush()
         mem = psutil.virtual_memory()
         running = float("nan") if self.running_reward is None else self.running_reward
+        replay = "" if replay_len is None else f"Replay len: {replay_len} | "
         print(f"Iter: {self.iterations} | Ep: {self.episodes} | Ep reward: {self.last['reward']:.1f} | "
               f"Running reward: {running:.2f} | Ep len: {self.last['length']} | "
-              f"Entropy: {self.running['entropy'] or float('nan'):.3f} | Replay len: {replay_len} | Steps: {global_step} | {self.steps_per_second:.1f} steps/s | "
+              f"Entropy: {self.running['entropy'] or float('nan'):.3f} | {replay}"
+              f"Steps: {global_step} | {self.steps_per_second:.1f} steps/s | "
               f"RAM: {mem.used / 2**30:.1f}/{mem.total / 2**30:.1f} GB | "
               f"Time: {time.strftime('%H:%M:%S', time.gmtime(now - self.t0))}", flush=True)
 

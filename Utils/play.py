@@ -13,7 +13,7 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
-from NN.networks import ACERNet
+from NN.networks import build_network
 from Utils.atari_wrappers import make_env
 from Utils.checkpoint import CheckpointError
 
@@ -25,11 +25,14 @@ def check_env_name(state: dict, env_name: str) -> None:
                               f"not {env_name}")
 
 
-def build_policy(state: dict, env_name: str) -> ACERNet:
-    """The network stored in a checkpoint, checked against ``env_name``."""
+def build_policy(state: dict, env_name: str) -> torch.nn.Module:
+    """The network stored in a checkpoint (ACER's or A3C's), checked against ``env_name``."""
     check_env_name(state, env_name)
-    net = ACERNet(tuple(state["obs_shape"]), int(state["n_actions"]),
-                  int(state["config"].get("mlp_hidden", 128)))
+    try:
+        net = build_network(state.get("algo", "acer"), tuple(state["obs_shape"]),
+                            int(state["n_actions"]), state["config"])
+    except ValueError as err:
+        raise CheckpointError(f"cannot build the checkpoint's network: {err}") from None
     if net.kind != state.get("network_kind"):
         raise CheckpointError(f"checkpoint network kind {state.get('network_kind')} does not "
                               f"match {net.kind} for {env_name}")
@@ -150,9 +153,10 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
                     window.show(frame)
 
         show_frame()
+        hidden = net.initial_hidden()  # A3C's LSTM state, zeroed for each game
         while True:
             with torch.no_grad():
-                logits, _ = net(torch.from_numpy(np.asarray(obs)).unsqueeze(0))
+                logits, hidden = net.step(torch.from_numpy(np.asarray(obs)).unsqueeze(0), hidden)
             if greedy:
                 action = int(logits.argmax())
             else:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -64,10 +65,13 @@ def test_ctrl_c_then_resume_continues_counters_and_curves(tmp_path, main_cli):
     assert sorted(episodes_after) == list(range(1, len(episodes_after) + 1))
 
 
-def test_exact_resume_is_bit_identical(tmp_path, main_cli):
-    """1 worker, fixed seed: N steps straight == N/2, stop, resume to N (with --save_replay)."""
+@pytest.mark.parametrize("algo", ["acer", "a3c"])
+def test_exact_resume_is_bit_identical(tmp_path, main_cli, algo):
+    """1 worker, fixed seed: N steps straight == N/2, stop, resume to N (ACER with
+    --save_replay; A3C carries its LSTM state over)."""
     common = ["--do_train", "--env_name", "CartPole-v1", "--n_workers", "1", "--seed", "7",
-              "--interval", "1000", "--save_replay", "--lr", "1e-3"]
+              "--interval", "1000", "--lr", "1e-3", "--algo", algo]
+    common += ["--save_replay"] if algo == "acer" else ["--total_update_period", "20"]
     straight = main_cli(common + ["--total_steps", "3000", "--models_dir", "A", "--logs_dir", "LA"], tmp_path)
     assert straight.returncode == 0, straight.stderr
     half = main_cli(common + ["--total_steps", "1500", "--models_dir", "B", "--logs_dir", "LB"], tmp_path)
@@ -78,8 +82,8 @@ def test_exact_resume_is_bit_identical(tmp_path, main_cli):
     (a,) = glob.glob(str(tmp_path / "A" / "*" / "checkpoint.pth"))
     (b,) = glob.glob(str(tmp_path / "B" / "*" / "checkpoint.pth"))
     a, b = load_checkpoint(a), load_checkpoint(b)
-    assert a["counters"] == b["counters"] and a["counters"]["optimizer_steps"] > 300
-    for key in ("model", "average_model"):
+    assert a["counters"] == b["counters"] and a["counters"]["optimizer_steps"] > 140
+    for key in ("model", "average_model") if algo == "acer" else ("model",):
         assert all(torch.equal(a[key][name], b[key][name]) for name in a[key])
     assert a["optimizer"]["step"] == b["optimizer"]["step"]
     for moment in ("exp_avg", "exp_avg_sq"):

@@ -1,0 +1,50 @@
+"""A3C's update as pure functions (Mnih et al. 2016, Algorithm S3).
+
+For a rollout x_0..x_{T-1} with actions a_t, (clipped) rewards r_t and episode
+ends d_t, and the state x_T after it:
+
+* n-step returns, backwards from the bootstrap R_T = V(x_T) (zero when the
+  last step ended an episode; a done in the middle of the rollout cuts the
+  sum there):  R_t = r_t + gamma (1 - d_t) R_{t+1}
+* advantage A_t = R_t - V(x_t), held constant in the policy term
+* loss = -mean_t log pi(a_t|x_t) A_t  +  critic_coef * mean_t (R_t - V(x_t))^2
+         - entropy_coef * mean_t H(pi(.|x_t))
+
+The paper accumulates (sums) the per-step gradients; here the terms are averaged
+over the T steps, as in this project's ACER loss. With Adam the two differ only
+through gradient clipping and Adam's epsilon (the update is scale-free otherwise).
+"""
+from __future__ import annotations
+
+import torch
+
+from Agent.acer_math import entropy
+
+
+def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor, bootstrap_value: torch.Tensor,
+                   gamma: float) -> torch.Tensor:
+    """R_t for t = 0..T-1 from ``rewards`` and ``dones`` ([T, ...]) and ``bootstrap_value``
+    = V(x_T) (the trailing shape). Treated as a target: no gradient flows through it."""
+    not_done = 1.0 - dones.to(rewards.dtype)
+    ret = bootstrap_value.detach().to(rewards.dtype)
+    returns = torch.empty_like(rewards)
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        ret = rewards[t] + gamma * not_done[t] * ret
+        returns[t] = ret
+    return returns
+
+
+def a3c_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor,
+             returns: torch.Tensor, entropy_coef: float, critic_coef: float
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A3C's loss for one rollout: ``logits`` [T, A], ``values`` V(x_t) [T], ``actions`` [T],
+    ``returns`` R_t [T]. Returns the scalar loss and detached statistics."""
+    log_policy = torch.log_softmax(logits, -1)
+    log_pi_taken = log_policy.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+    advantages = returns - values
+    policy_loss = -(log_pi_taken * advantages.detach()).mean()
+    value_loss = advantages.pow(2).mean()
+    mean_entropy = entropy(log_policy).mean()
+    loss = policy_loss + critic_coef * value_loss - entropy_coef * mean_entropy
+    return loss, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
+                  "entropy": mean_entropy.detach(), "advantage_mean": advantages.detach().mean()}

@@ -1,0 +1,128 @@
+"""The ACER agent: acting with a replay memory, and ACER's updates of the shared network.
+
+Each iteration (Wang et al. 2016, Algorithm 1 with a per-worker replay) the
+worker loop (``Agent/worker.py``) has this agent copy the global weights into
+its local network and act ``k`` steps with the local policy, storing frames,
+actions, clipped rewards, dones and mu in the replay. ``learn`` then makes one
+on-policy update on that trajectory and ``n ~ Poisson(replay_ratio)``
+off-policy updates on trajectories drawn uniformly from the replay. Every
+update starts from the latest global weights, computes gradients locally,
+clips their norm, steps the shared Adam and moves the average network towards
+the global one (Polyak).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from Agent.acer_math import acer_loss
+from Agent.replay_memory import ReplayMemory
+from Agent.worker import apply_gradients, copy_params
+from NN.networks import ACERNet
+from NN.shared_adam import SharedAdam, polyak_update
+
+
+class ACERAgent:
+    """One worker's ACER: local network, replay memory, acting and updates."""
+
+    def __init__(self, cfg, global_net: ACERNet, average_net: ACERNet, optimizer: SharedAdam,
+                 counters: torch.Tensor, worker_id: int, env, rng: np.random.Generator):
+        self.cfg, self.rng = cfg, rng
+        self.global_net, self.average_net, self.optimizer = global_net, average_net, optimizer
+        self.local_net = ACERNet(global_net.obs_shape, global_net.n_actions, cfg.mlp_hidden)
+        self.local_params = list(self.local_net.parameters())
+        self.global_params = list(global_net.parameters())
+        self.average_params = list(average_net.parameters())
+        self.counters, self.worker_id = counters, worker_id
+        self.rollout_length = cfg.k
+        image = self.local_net.kind == "nature_cnn"
+        obs_shape = env.observation_space.shape
+        # Image observations are stacks; the replay stores each frame once (the newest).
+        self.replay = ReplayMemory(
+            capacity=max(1, cfg.replay_capacity()), k=cfg.k,
+            frame_shape=obs_shape[1:] if image else obs_shape, n_actions=global_net.n_actions,
+            stack=cfg.frame_stack if image else 1, frame_dtype=np.uint8 if image else np.float32)
+        self._newest = (lambda o: o[-1]) if image else (lambda o: o)
+        self._mu = None
+        self.sync()
+
+    def sync(self) -> None:
+        """Local network <- latest global weights."""
+        copy_params(self.local_params, self.global_params)
+
+    # -- acting (called by the worker loop) --
+    def begin_rollout(self) -> None:
+        self.sync()
+
+    def act(self, obs) -> int:
+        """Sample from the local policy mu(.|x); mu is kept for the replay."""
+        with torch.no_grad():
+            logits, _ = self.local_net(torch.from_numpy(np.asarray(obs)).unsqueeze(0))
+            self._mu = torch.softmax(logits[0], -1)
+        return int(torch.multinomial(self._mu, 1))
+
+    def record(self, action: int, reward: float, terminated: bool, truncated: bool, next_obs) -> None:
+        truncation_value = 0.0
+        if truncated and not terminated:
+            truncation_value = self.value(next_obs)
+        self.replay.add_transition(action, reward, terminated or truncated, self._mu.numpy(),
+                                   truncation_value)
+
+    def observe(self, obs, first: bool) -> None:
+        """The observation the next step starts from (``first``: a new episode's)."""
+        self.replay.add_frame(self._newest(obs), first=first)
+
+    def learn(self) -> dict[str, float] | None:
+        """One on-policy update, then Poisson(replay_ratio) replayed ones; the first's stats."""
+        stats = self.update(self.replay.latest())
+        if self.cfg.replay_ratio > 0:
+            for _ in range(self.rng.poisson(self.cfg.replay_ratio)):
+                self.update(self.replay.sample(self.rng))
+        return stats
+
+    def memory_size(self) -> int:
+        return len(self.replay)
+
+    def state_dict(self) -> dict:
+        """The replay, when the run saves it (``--save_replay``)."""
+        return {"replay": self.replay.state_dict()} if self.cfg.save_replay else {}
+
+    def load_state_dict(self, state: dict, obs) -> None:
+        if "replay" in state:
+            self.replay.load_state_dict(state["replay"])
+        else:  # the replay starts afresh from the current observation
+            self.observe(obs, first=True)
+
+    # -- learning --
+    @torch.no_grad()
+    def value(self, obs) -> float:
+        """V(x) = sum_a f(a|x) Q(x, a) under the local network."""
+        logits, q = self.local_net(torch.from_numpy(np.asarray(obs)).unsqueeze(0))
+        return float((torch.softmax(logits, -1) * q).sum())
+
+    def update(self, trajectory: dict[str, np.ndarray]) -> dict[str, float] | None:
+        """One ACER update of the shared network on ``trajectory``; its stats, or None if skipped."""
+        cfg = self.cfg
+        self.sync()
+        states = torch.from_numpy(trajectory["states"])
+        # A time-limit truncation is a done whose target bootstraps from V(final observation),
+        # stored at acting time: r_i + gamma * V(x_final) instead of r_i (Pardo et al. 2018).
+        rewards = torch.from_numpy(trajectory["rewards"] + cfg.gamma * trajectory["truncation_values"])
+        logits, q = self.local_net(states)
+        with torch.no_grad():
+            average_logits, _ = self.average_net(states[:-1])
+            bootstrap_value = (torch.softmax(logits[-1], -1) * q[-1]).sum()
+        loss, stats = acer_loss(
+            logits[:-1], q[:-1], average_logits,
+            torch.from_numpy(trajectory["actions"]), rewards,
+            torch.from_numpy(trajectory["dones"]), torch.from_numpy(trajectory["mus"]),
+            bootstrap_value, gamma=cfg.gamma, c=cfg.c, delta=cfg.delta,
+            entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef,
+            trust_region=cfg.trust_region)
+        grad_norm = apply_gradients(loss, self.local_params, self.optimizer, cfg.max_grad_norm,
+                                    self.counters, self.worker_id)
+        if grad_norm is None:
+            return None
+        polyak_update(self.average_params, self.global_params, cfg.polyak)
+        return {"pg_loss": float(stats["policy_loss"]), "value_loss": float(stats["value_loss"]),
+                "entropy": float(stats["entropy"]), "grad_norm": grad_norm}

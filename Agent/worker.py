@@ -1,0 +1,135 @@
+"""The worker process loop, the same for every algorithm.
+
+A worker owns one environment and one agent (``ACERAgent`` or ``A3CAgent``).
+Each iteration it lets the agent sync with the global network, steps the
+environment for the agent's rollout length (the agent chooses actions and
+records what happened), reports finished games, and then lets the agent learn
+(one or more updates of the shared network). Everything that is not the
+algorithm lives here: seeding, the environment, counters, messages to the main
+process, the step budget, and the worker's own state for an exact resume.
+
+An agent provides: ``rollout_length``, ``begin_rollout()``, ``act(obs) -> action``,
+``record(action, reward, terminated, truncated, next_obs)``, ``observe(obs, first)``,
+``learn() -> stats or None``, ``memory_size()``, ``state_dict()`` and
+``load_state_dict(state, obs)``.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import torch
+
+from NN.shared_adam import SharedAdam
+from Utils.atari_wrappers import env_state, make_env, restore_env_state
+from Utils.checkpoint import save_checkpoint
+
+# Columns of the shared per-worker counter table.
+STEPS, EPISODES, ITERATIONS, UPDATES, SKIPPED = range(5)
+N_COUNTERS = 5
+
+
+@torch.no_grad()
+def copy_params(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    """Copy parameter values from ``src`` to ``dst`` in place."""
+    torch._foreach_copy_(dst, src)
+
+
+def apply_gradients(loss: torch.Tensor, local_params: list[torch.Tensor], optimizer: SharedAdam,
+                    max_grad_norm: float, counters: torch.Tensor, worker_id: int) -> float | None:
+    """Backpropagate ``loss`` through the local network, clip the gradient norm and step the
+    shared optimizer with it. A non-finite loss or gradient is never written into the shared
+    weights: the update is skipped and counted. Returns the gradient norm, or None if skipped."""
+    for p in local_params:
+        p.grad = None
+    loss.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(local_params, max_grad_norm))
+    if not (math.isfinite(float(loss.detach())) and math.isfinite(grad_norm)):
+        counters[worker_id, SKIPPED] += 1
+        return None
+    optimizer.step([p.grad for p in local_params])
+    counters[worker_id, UPDATES] += 1
+    return grad_norm
+
+
+def worker_seed(seed: int, worker_id: int, iteration: int) -> int:
+    """``seed + worker_id`` for a new run, as in the original; a run resumed without its
+    workers' saved states draws new streams instead of repeating the first ones."""
+    if iteration == 0:
+        return seed + worker_id
+    return int(np.random.SeedSequence([seed, worker_id, iteration]).generate_state(1)[0])
+
+
+def make_agent(cfg, global_net, average_net, optimizer, counters, worker_id, env, rng):
+    """The agent for ``cfg.algo``."""
+    if cfg.algo == "acer":
+        from Agent.acer_agent import ACERAgent
+        return ACERAgent(cfg, global_net, average_net, optimizer, counters, worker_id, env, rng)
+    if cfg.algo == "a3c":
+        from Agent.a3c_agent import A3CAgent
+        return A3CAgent(cfg, global_net, optimizer, counters, worker_id, env)
+    raise ValueError(f"unknown algorithm '{cfg.algo}'")
+
+
+def run_worker(worker_id: int, cfg, global_net, average_net, optimizer: SharedAdam,
+               counters: torch.Tensor, stop_event, queue, state_path: str | None = None,
+               resume_state: dict | None = None) -> None:
+    """Act and learn until ``stop_event`` is set or the step budget is spent.
+
+    On a clean stop the worker's own state (RNGs, environment, current observation and
+    the agent's state: ACER's replay with ``cfg.save_replay``, A3C's LSTM state) is written
+    to ``state_path``, and ``resume_state`` (such a file, loaded) continues exactly there.
+    """
+    seed = worker_seed(cfg.seed, worker_id, int(counters[worker_id, ITERATIONS]))
+    torch.manual_seed(seed)
+    random.seed(seed)
+    rng = np.random.default_rng(seed)
+    env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
+    agent = make_agent(cfg, global_net, average_net, optimizer, counters, worker_id, env, rng)
+    if resume_state is None:
+        obs, _ = env.reset(seed=seed)
+        agent.observe(obs, first=True)
+    else:
+        restore_env_state(env, resume_state["env"])
+        obs = resume_state["obs"].numpy()
+        # files written before agents had their own entry kept the replay at the top level
+        agent.load_state_dict(resume_state.get("agent", resume_state), obs)
+        torch.set_rng_state(resume_state["torch_rng"])
+        rng.bit_generator.state = resume_state["numpy_rng"]
+        random.setstate(_python_rng(resume_state["python_rng"]))
+    mine = counters[worker_id]
+    while not stop_event.is_set():
+        if cfg.total_steps and int(counters[:, STEPS].sum()) >= cfg.total_steps:
+            break
+        agent.begin_rollout()
+        for _ in range(agent.rollout_length):
+            action = agent.act(obs)
+            obs, reward, terminated, truncated, info = env.step(action)
+            agent.record(action, reward, terminated, truncated, obs)
+            mine[STEPS] += 1
+            if "episode" in info:
+                mine[EPISODES] += 1
+                queue.put(("episode", worker_id, float(info["episode"]["r"]),
+                           int(info["episode"]["l"]), int(counters[:, STEPS].sum())))
+            done = terminated or truncated
+            if done:
+                obs, _ = env.reset()
+            agent.observe(obs, first=done)
+        stats = agent.learn()
+        mine[ITERATIONS] += 1
+        queue.put(("iteration", worker_id, stats or {}, agent.memory_size()))
+    if state_path is not None:
+        save_checkpoint({"format_version": 1, "worker_id": worker_id,
+                         "iteration": int(mine[ITERATIONS]),
+                         "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+                         "python_rng": list(random.getstate()), "env": env_state(env),
+                         "obs": torch.from_numpy(np.array(obs)), "agent": agent.state_dict()},
+                        state_path)
+    env.close()
+
+
+def _python_rng(saved: list) -> tuple:
+    """``random.getstate()`` as stored (lists) back to the tuple ``setstate`` takes."""
+    version, internal, gauss = saved
+    return version, tuple(internal), gauss

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -139,6 +140,9 @@ def main(argv=None) -> int:
         return 0
 
     from Agent.trainer import Trainer, WorkerFailed
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored;
+    # a training run should stop cleanly on SIGINT however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if run_dir is None:
         stamp = time.strftime("%Y-%m-%d-%H-%M-%S")
         run_dir = os.path.join(cfg.models_dir, stamp)

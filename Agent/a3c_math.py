@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import torch
 
-from Agent.acer_math import entropy
+from Agent.acer_math import entropy, retrace_targets
 
 
 def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor, bootstrap_value: torch.Tensor,
                    gamma: float) -> torch.Tensor:
     """R_t for t = 0..T-1 from ``rewards`` and ``dones`` ([T, ...]) and ``bootstrap_value``
-    = V(x_T) (the trailing shape). Treated as a target: no gradient flows through it."""
-    not_done = 1.0 - dones.to(rewards.dtype)
-    ret = bootstrap_value.detach().to(rewards.dtype)
-    returns = torch.empty_like(rewards)
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        ret = rewards[t] + gamma * not_done[t] * ret
-        returns[t] = ret
-    return returns
+    = V(x_T) (the trailing shape). Treated as a target: no gradient flows through it.
+
+    This is ACER's Retrace recursion with every trace c_i = 1 and Q(x_t, a_t) = V(x_t):
+    Q_ret <- 1 * (Q_ret - V) + V leaves the return untouched between steps."""
+    zeros = torch.zeros_like(rewards)
+    return retrace_targets(rewards, dones, q_taken=zeros, values=zeros, rho_bar=torch.ones_like(rewards),
+                           bootstrap_value=bootstrap_value, gamma=gamma)
 
 
 def a3c_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor,

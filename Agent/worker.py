@@ -16,6 +16,7 @@ An agent provides: ``rollout_length``, ``begin_rollout()``, ``act(obs) -> action
 from __future__ import annotations
 
 import math
+import os
 import random
 
 import numpy as np
@@ -99,7 +100,9 @@ def run_worker(worker_id: int, cfg, global_net, average_net, optimizer: SharedAd
         rng.bit_generator.state = resume_state["numpy_rng"]
         random.setstate(_python_rng(resume_state["python_rng"]))
     mine = counters[worker_id]
-    while not stop_event.is_set():
+    parent_pid = os.getppid()
+    # A worker whose main process died (kill -9) stops instead of running on as an orphan.
+    while not stop_event.is_set() and os.getppid() == parent_pid:
         if cfg.total_steps and int(counters[:, STEPS].sum()) >= cfg.total_steps:
             break
         agent.begin_rollout()

@@ -19,3 +19,13 @@ def run_main(args, cwd, timeout=300):
 @pytest.fixture
 def main_cli():
     return run_main
+
+
+@pytest.fixture
+def float64_default():
+    """Compare in float64, without leaking the default dtype into other test modules."""
+    import torch
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

@@ -7,13 +7,7 @@ from NN.networks import A3CNet
 
 GAMMA = 0.99
 
-
-@pytest.fixture(autouse=True)
-def float64_default():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def slow_returns(r, d, v_xT, gamma):

@@ -10,14 +10,7 @@ from Agent.acer_math import (acer_loss, entropy, kl_gradient_wrt_probs,
 
 GAMMA, C, DELTA = 0.99, 10.0, 1.0
 
-
-@pytest.fixture(autouse=True)
-def float64_default():
-    """Compare in float64 here, without leaking the default into other test modules."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def random_trajectory(T=7, A=5, seed=0, dones=(2,)):

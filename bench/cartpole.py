@@ -1,4 +1,4 @@
-"""Learning check: ACER on CartPole-v1 until the 20-episode evaluation mean reaches a target.
+"""Learning check: ACER or A3C on CartPole-v1 until the 20-episode evaluation mean reaches a target.
 
 Starts the real training command (``main.py --do_train``) in a subprocess,
 evaluates each new checkpoint over ``--eval_episodes`` full games while it
@@ -6,7 +6,7 @@ trains, and stops at the first evaluation whose mean reaches ``--target``.
 Prints the agent steps and minutes it took and keeps the passing checkpoint
 as ``passing.pth`` in the run folder.
 
-    python bench/cartpole_acer.py [--n_workers 2] [--max_minutes 20] [-- extra main.py flags]
+    python bench/cartpole.py [--algo acer|a3c] [--n_workers 2] [--max_minutes 20] [-- extra main.py flags]
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from Utils.play import play  # noqa: E402
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algo", default="acer", choices=["acer", "a3c"])
     p.add_argument("--n_workers", type=int, default=2)
     p.add_argument("--target", type=float, default=475.0)
     p.add_argument("--eval_episodes", type=int, default=20)
@@ -40,9 +41,9 @@ def main() -> int:
     p.add_argument("--out", default=None, help="folder for Models/ and Logs/ (default: a temp dir)")
     args, extra = p.parse_known_args()
     extra = [a for a in extra if a != "--"]
-    out = args.out or tempfile.mkdtemp(prefix="cartpole_acer_")
+    out = args.out or tempfile.mkdtemp(prefix=f"cartpole_{args.algo}_")
     os.makedirs(out, exist_ok=True)
-    cmd = [sys.executable, os.path.join(ROOT, "main.py"), "--do_train", "--env_name", "CartPole-v1",
+    cmd = [sys.executable, os.path.join(ROOT, "main.py"), "--do_train", "--algo", args.algo, "--env_name", "CartPole-v1",
            "--n_workers", str(args.n_workers), "--seed", str(args.seed), "--interval", "100",
            "--models_dir", os.path.join(out, "Models"), "--logs_dir", os.path.join(out, "Logs"), *extra]
     print("training:", " ".join(cmd), flush=True)
@@ -81,7 +82,7 @@ def main() -> int:
         print(f"FAILED: no evaluation reached {args.target} within {args.max_minutes} min (run in {out})")
         return 1
     steps, minutes, mean, std = result
-    print(f"PASSED: acer {args.n_workers} workers reached {mean:.1f} +- {std:.1f} over "
+    print(f"PASSED: {args.algo} {args.n_workers} workers reached {mean:.1f} +- {std:.1f} over "
           f"{args.eval_episodes} episodes after {steps} steps, {minutes:.1f} min "
           f"(weights: {glob.glob(os.path.join(out, 'Models', '*', 'passing.pth'))[0]})")
     return 0

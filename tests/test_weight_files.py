@@ -128,3 +128,13 @@ def test_tampered_metadata_and_unsafe_resume_are_refused(tmp_path, main_cli):
         assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (args, result.stderr)
     assert not marker.exists()
     assert tree_snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("algo", ["acer", "a3c"])
+def test_shipped_cartpole_agents_play_from_the_fallback(tmp_path, main_cli, algo):
+    """No local run: play falls back to 'Pre-Trained Weights/CartPole_<algo>.pth', which balances."""
+    result = main_cli(["--env_name", "CartPole-v1", "--algo", algo, "--episodes", "10", "--no_video"],
+                      tmp_path)
+    assert result.returncode == 0, result.stderr
+    mean = float(result.stdout.split("Mean score over 10 games: ")[1].split()[0])
+    assert mean >= 450    # README: 493.7 (acer) and 477.2 (a3c) for these 10 seeded games

@@ -73,8 +73,12 @@ class ACERAgent:
         self.replay.add_frame(self._newest(obs), first=first)
 
     def learn(self) -> dict[str, float] | None:
-        """One on-policy update, then Poisson(replay_ratio) replayed ones; the first's stats."""
-        stats = self.update(self.replay.latest())
+        """One on-policy update, then Poisson(replay_ratio) replayed ones; the first's stats.
+
+        As in the paper's Algorithm 2, the on-policy update uses the weights the trajectory was
+        acted with (synced at the rollout's start, so rho = 1 on it); each off-policy update
+        first syncs with the latest global weights."""
+        stats = self.update(self.replay.latest(), sync=False)
         if self.cfg.replay_ratio > 0:
             for _ in range(self.rng.poisson(self.cfg.replay_ratio)):
                 self.update(self.replay.sample(self.rng))
@@ -100,10 +104,12 @@ class ACERAgent:
         logits, q = self.local_net(torch.from_numpy(np.asarray(obs)).unsqueeze(0))
         return float((torch.softmax(logits, -1) * q).sum())
 
-    def update(self, trajectory: dict[str, np.ndarray]) -> dict[str, float] | None:
-        """One ACER update of the shared network on ``trajectory``; its stats, or None if skipped."""
+    def update(self, trajectory: dict[str, np.ndarray], sync: bool = True) -> dict[str, float] | None:
+        """One ACER update of the shared network on ``trajectory`` (first syncing the local
+        network with the global one, unless ``sync`` is False); its stats, or None if skipped."""
         cfg = self.cfg
-        self.sync()
+        if sync:
+            self.sync()
         states = torch.from_numpy(trajectory["states"])
         # A time-limit truncation is a done whose target bootstraps from V(final observation),
         # stored at acting time: r_i + gamma * V(x_final) instead of r_i (Pardo et al. 2018).

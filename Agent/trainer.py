@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import os
 import queue as queue_module
-import signal
-import sys
 import time
-import traceback
+
+import psutil
 
 import torch
 
-from Agent.worker import EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS, UPDATES, run_worker
+from Agent.worker import EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS, UPDATES, worker_entry
 from NN.networks import build_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
-from Utils.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from Utils.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, save_checkpoint
 from Utils.config import Config
 from Utils.logger import RunLogger
 
@@ -44,28 +43,16 @@ def env_spec(cfg: Config) -> tuple[tuple[int, ...], int]:
         env.close()
 
 
-def _worker_entry(worker_id: int, cfg: Config, global_net, average_net, optimizer, counters,
-                  stop_event, queue, state_path: str, resume: bool) -> None:
-    """Process target: run the worker; on an exception, report it with the worker id.
-
-    With ``resume``, the worker's saved state at ``state_path`` is used when it was
-    written at the iteration the run's checkpoint recorded for this worker.
-    """
-    # Ctrl-C reaches the whole process group: only the main process handles it, and
-    # stops the workers through the stop event so that a final checkpoint is consistent.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
+def process_start_time() -> float:
+    """Wall-clock time at which this process was launched (Linux: exact to a clock tick from
+    /proc, where psutil's ``create_time`` can be a second off; elsewhere psutil's)."""
     try:
-        resume_state = None
-        if resume and os.path.exists(state_path):
-            saved = load_checkpoint(state_path)
-            if saved.get("iteration") == int(counters[worker_id, ITERATIONS]):
-                resume_state = saved
-        run_worker(worker_id, cfg, global_net, average_net, optimizer, counters, stop_event,
-                        queue, state_path, resume_state)
-    except BaseException:
-        queue.put(("error", worker_id, traceback.format_exc()))
-        sys.exit(1)
+        with open("/proc/self/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        since_start = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - since_start
+    except (OSError, ValueError, IndexError, AttributeError):
+        return psutil.Process().create_time()
 
 
 class Trainer:
@@ -95,6 +82,7 @@ class Trainer:
         os.makedirs(run_dir, exist_ok=True)
         self.logger = RunLogger(log_dir, cfg.interval, logger_start)
         self.replay_len = 0
+        self.started: dict[int, float] = {}   # worker id -> time of its first environment step
         self.resumed = resume_state is not None
 
     def _restore_counters(self, saved: dict) -> None:
@@ -142,7 +130,14 @@ class Trainer:
 
     def _handle(self, message) -> None:
         kind, worker_id = message[0], message[1]
-        if kind == "episode":
+        if kind == "started":
+            self.started[worker_id] = message[2]
+            if len(self.started) == self.cfg.n_workers:
+                launch = process_start_time()
+                print(f"All {self.cfg.n_workers} workers stepping: first environment step "
+                      f"{min(self.started.values()) - launch:.1f} s after launch, last "
+                      f"{max(self.started.values()) - launch:.1f} s", flush=True)
+        elif kind == "episode":
             _, _, reward, length, step = message
             self.logger.episode(worker_id, reward, length, step)
         elif kind == "iteration":
@@ -170,7 +165,7 @@ class Trainer:
         ctx = torch.multiprocessing.get_context("spawn")
         q, stop_event = ctx.Queue(), ctx.Event()
         os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
-        workers = [ctx.Process(target=_worker_entry, name=f"worker-{i}", daemon=True,
+        workers = [ctx.Process(target=worker_entry, name=f"worker-{i}", daemon=True,
                                args=(i, cfg, self.global_net, self.average_net, self.optimizer,
                                      self.counters, stop_event, q,
                                      os.path.join(self.run_dir, f"worker_{i}.pth"), self.resumed))

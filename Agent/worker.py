@@ -18,13 +18,17 @@ from __future__ import annotations
 import math
 import os
 import random
+import signal
+import sys
+import time
+import traceback
 
 import numpy as np
 import torch
 
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import env_state, make_env, restore_env_state
-from Utils.checkpoint import save_checkpoint
+from Utils.checkpoint import load_checkpoint, save_checkpoint
 
 # Columns of the shared per-worker counter table.
 STEPS, EPISODES, ITERATIONS, UPDATES, SKIPPED = range(5)
@@ -100,6 +104,7 @@ def run_worker(worker_id: int, cfg, global_net, average_net, optimizer: SharedAd
         rng.bit_generator.state = resume_state["numpy_rng"]
         random.setstate(_python_rng(resume_state["python_rng"]))
     mine = counters[worker_id]
+    first_step = True
     parent_pid = os.getppid()
     # A worker whose main process died (kill -9) stops instead of running on as an orphan.
     while not stop_event.is_set() and os.getppid() == parent_pid:
@@ -109,6 +114,9 @@ def run_worker(worker_id: int, cfg, global_net, average_net, optimizer: SharedAd
         for _ in range(agent.rollout_length):
             action = agent.act(obs)
             obs, reward, terminated, truncated, info = env.step(action)
+            if first_step:  # for the start-up time the main process reports
+                queue.put(("started", worker_id, time.time()))
+                first_step = False
             agent.record(action, reward, terminated, truncated, obs)
             mine[STEPS] += 1
             if "episode" in info:
@@ -130,6 +138,33 @@ def run_worker(worker_id: int, cfg, global_net, average_net, optimizer: SharedAd
                          "obs": torch.from_numpy(np.array(obs)), "agent": agent.state_dict()},
                         state_path)
     env.close()
+
+
+def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counters,
+                  stop_event, queue, state_path: str, resume: bool) -> None:
+    """Process target: run the worker; on an exception, report it with the worker id.
+
+    It lives here, not beside the trainer, so that a spawned worker imports only what it
+    runs (not the main process's logging stack).
+
+    With ``resume``, the worker's saved state at ``state_path`` is used when it was
+    written at the iteration the run's checkpoint recorded for this worker.
+    """
+    # Ctrl-C reaches the whole process group: only the main process handles it, and
+    # stops the workers through the stop event so that a final checkpoint is consistent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    try:
+        resume_state = None
+        if resume and os.path.exists(state_path):
+            saved = load_checkpoint(state_path)
+            if saved.get("iteration") == int(counters[worker_id, ITERATIONS]):
+                resume_state = saved
+        run_worker(worker_id, cfg, global_net, average_net, optimizer, counters, stop_event,
+                   queue, state_path, resume_state)
+    except BaseException:
+        queue.put(("error", worker_id, traceback.format_exc()))
+        sys.exit(1)
 
 
 def _python_rng(saved: list) -> tuple:

@@ -1,18 +1,26 @@
-"""Replay memory size: bytes per stored transition and the projected full budget.
+"""Replay memory size: bytes per stored transition, and a whole run's memory at full replay.
 
-Fills one worker's replay (frames from the real Pong pipeline) and reports the
-bytes per transition it holds, measured both from the arrays and as the
-process's resident-memory growth, and the projected size of the whole 6e5
-transition replay (all workers together), against the original's full-stack
-storage (4*84*84 bytes per step).
+1. Fills one replay (frames from the real Pong pipeline) and reports the bytes
+   per transition it holds, measured both from the arrays and as the process's
+   resident-memory growth, and the projected size of the whole 6e5-transition
+   replay, against the original's full-stack storage (4*84*84 bytes per step).
+2. ``--full_run``: the layout of a real training run with the full budget: the
+   trainer's shared networks and Adam in this process, ``--n_workers`` spawned
+   worker processes each with the real ACER agent and its replay of
+   6e5 / n_workers transitions, filled to capacity (real frames, cycled, so that
+   filling takes seconds rather than the hour of play it would take), then a few
+   real training iterations each. It reports the proportional set size (PSS:
+   shared pages split between the processes that map them) of the whole process
+   tree, which is what the run costs the machine.
 
-    python bench/replay_memory.py [--transitions 60000] [--n_workers 2]
+    python bench/replay_memory.py [--transitions 60000] [--n_workers 2] [--full_run]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -20,9 +28,97 @@ import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import torch  # noqa: E402
+
 from Agent.replay_memory import ReplayMemory  # noqa: E402
+from Agent.trainer import Trainer  # noqa: E402
+from Agent.worker import make_agent  # noqa: E402
 from Utils.atari_wrappers import make_env  # noqa: E402
-from Utils.config import Config  # noqa: E402
+from Utils.config import Config, load_config  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fill_worker(worker_id, cfg, global_net, average_net, optimizer, counters, ready, stop_event):
+    """A worker with the real agent: fill its replay to capacity, train a few iterations, wait."""
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(worker_id)
+    env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
+    agent = make_agent(cfg, global_net, average_net, optimizer, counters, worker_id, env, rng)
+    obs, _ = env.reset(seed=worker_id)
+    agent.observe(obs, first=True)
+    observations = []
+    for _ in range(500):
+        obs, *_ = env.step(int(rng.integers(env.action_space.n)))
+        observations.append(obs.copy())
+    agent.act(obs)  # sets the behaviour policy mu the transitions record
+    slots = agent.replay.size
+    for t in range(slots):
+        action = int(rng.integers(env.action_space.n))
+        agent.record(action, 0.0, False, False, observations[t % len(observations)])
+        agent.observe(observations[t % len(observations)], first=False)
+    for _ in range(5):  # real iterations: act on the real game, on- and off-policy updates
+        agent.begin_rollout()
+        for _ in range(agent.rollout_length):
+            action = agent.act(obs)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            agent.record(action, reward, terminated, truncated, obs)
+            if terminated or truncated:
+                obs, _ = env.reset()
+            agent.observe(obs, first=terminated or truncated)
+        agent.learn()
+    ready.put((worker_id, len(agent.replay), agent.replay.capacity, os.getpid()))
+    stop_event.wait()
+    env.close()
+
+
+def tree_pss(pid: int) -> dict[int, int]:
+    """PSS in bytes of a process and all its descendants."""
+    root = psutil.Process(pid)
+    out = {}
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            out[p.pid] = p.memory_full_info().pss
+        except psutil.Error:
+            pass
+    return out
+
+
+def full_run(n_workers: int, env_name: str) -> None:
+    """Measure the whole process tree of a run holding the full default replay."""
+    cfg = load_config(os.path.join(ROOT, "training_configs.yml"), "acer",
+                      {"env_name": env_name, "n_workers": n_workers})
+    out = tempfile.mkdtemp(prefix="replay_full_")
+    trainer = Trainer(cfg, os.path.join(out, "Models", "run"), os.path.join(out, "Logs", "run"))
+    ctx = torch.multiprocessing.get_context("spawn")
+    ready, stop_event = ctx.Queue(), ctx.Event()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    workers = [ctx.Process(target=fill_worker, args=(i, cfg, trainer.global_net, trainer.average_net,
+                                                     trainer.optimizer, trainer.counters, ready, stop_event))
+               for i in range(n_workers)]
+    t0 = time.time()
+    try:
+        for w in workers:
+            w.start()
+        reports = [ready.get(timeout=1800) for _ in workers]
+        fill_s = time.time() - t0
+        pss = tree_pss(os.getpid())
+        total = sum(pss.values())
+        for worker_id, trajectories, capacity, pid in sorted(reports):
+            print(f"worker {worker_id}: replay {trajectories}/{capacity} trajectories "
+                  f"({trajectories * cfg.k} transitions), PSS {pss.get(pid, 0) / 2**30:.2f} GiB")
+        print(f"main process PSS {pss[os.getpid()] / 2**30:.2f} GiB; other processes "
+              f"{(total - pss[os.getpid()] - sum(pss.get(r[3], 0) for r in reports)) / 2**30:.2f} GiB")
+        print(f"full run, {n_workers} workers, replay {cfg.total_memory_size:.0e} transitions: "
+              f"total PSS {total / 2**30:.2f} GiB ({total / 1e9:.2f} GB; target < 6 GB), "
+              f"ready after {fill_s:.0f} s")
+    finally:
+        stop_event.set()
+        for w in workers:
+            w.join(timeout=30)
+            if w.is_alive():
+                w.terminate()
+        trainer.logger.close()
 
 
 def main() -> None:
@@ -30,6 +126,8 @@ def main() -> None:
     p.add_argument("--transitions", type=int, default=60_000, help="transitions to store (one worker)")
     p.add_argument("--n_workers", type=int, default=2)
     p.add_argument("--env_name", default="PongNoFrameskip-v4")
+    p.add_argument("--full_run", action="store_true",
+                   help="also measure a whole run's PSS with the full 6e5 replay (needs ~5 GB)")
     args = p.parse_args()
     cfg = Config(n_workers=args.n_workers)
     env = make_env(args.env_name)
@@ -61,6 +159,9 @@ def main() -> None:
     print(f"full replay of {total:.0e} transitions over {args.n_workers} workers: "
           f"{per_step * total / 2**30:.2f} GiB projected "
           f"(original, one 4x84x84 stack per step: {4 * 84 * 84 * total / 2**30:.2f} GiB)")
+    if args.full_run:
+        del memory
+        full_run(args.n_workers, args.env_name)
 
 
 if __name__ == "__main__":

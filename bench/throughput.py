@@ -5,6 +5,19 @@ global step count from its console lines as they appear (``--interval`` is set
 so that a line comes about every ``--report_steps`` agent steps), discards a
 warm-up, and reports steps/s over fixed windows (median, min, max).
 
+Beside it, a **compute floor**: the same per-step work measured piece by piece in
+this process on one core with the real environment, network and agent code, and
+nothing else: an environment step (with preprocessing), an acting forward, and
+the update's compute (forward, loss, backward, clip, Adam, Polyak) times the
+expected updates per step: (1 + replay_ratio) / k for ACER (its average-network
+and bootstrap forwards are part of the update), 1 / rollout length for A3C. No
+shared weights, queues, logging, checkpoints, weight copies, replay writes or
+sampling. For n workers the floor is the sum of n such measurements run at the
+same time, one per core (independent processes with nothing shared), so that it
+includes what the cores cost each other through the shared cache and memory but
+nothing of the training command; the isolated one-core rate times n is printed
+beside it. ``measured / floor`` says how much of the machine the command uses.
+
     python bench/throughput.py [--algo acer a3c] [--env_name PongNoFrameskip-v4]
                                [--n_workers 1 2] [--seconds 60] [--warmup 20] [-- main.py flags]
 
@@ -22,9 +35,96 @@ import tempfile
 import time
 
 import numpy as np
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 STEPS = re.compile(r"Steps: (\d+)")
+STARTED = re.compile(r"first environment step ([\d.]+) s after launch")
+
+from Agent.worker import N_COUNTERS, copy_params, make_agent  # noqa: E402
+from NN.networks import build_network  # noqa: E402
+from NN.shared_adam import SharedAdam  # noqa: E402
+from Utils.atari_wrappers import make_env  # noqa: E402
+from Utils.config import load_config  # noqa: E402
+
+
+def compute_floor(algo: str, env_name: str, n_workers: int, extra: list[str]) -> dict:
+    """The floor for ``n_workers``: one-core measurements in min(n, cores) processes at once,
+    summed; plus the isolated one-core rate."""
+    isolated = floor_one_core(algo, env_name, n_workers, extra)
+    cores = min(n_workers, os.cpu_count() or 1)
+    if cores == 1:
+        concurrent = [isolated]
+    else:
+        with torch.multiprocessing.get_context("spawn").Pool(cores) as pool:
+            concurrent = pool.starmap(floor_one_core, [(algo, env_name, n_workers, extra, seed)
+                                                       for seed in range(cores)])
+    return {**{k: float(np.mean([c[k] for c in concurrent])) for k in isolated},
+            "floor": sum(1e3 / c["step_ms"] for c in concurrent),
+            "isolated_floor": cores * 1e3 / isolated["step_ms"]}
+
+
+def floor_one_core(algo: str, env_name: str, n_workers: int, extra: list[str], seed: int = 0,
+                   iterations: int = 60, warmup_iterations: int = 5) -> dict:
+    """Milliseconds per agent step of the pure compute on one core, by piece, and the floor.
+
+    Runs the real agent on the real environment in this process for ``iterations``
+    rollouts (after ``warmup_iterations``), timing each piece where it happens: every
+    environment step, every acting forward on the observation just produced, and every
+    update (ACER: less the weight copies of its off-policy updates, timed on their own).
+    """
+    torch.set_num_threads(1)
+    overrides = {"env_name": env_name, "n_workers": n_workers}
+    if "--no_recurrent" in extra:
+        overrides["recurrent"] = False
+    cfg = load_config(os.path.join(ROOT, "training_configs.yml"), algo, overrides)
+    env = make_env(env_name, training=True, frame_stack=cfg.frame_stack)
+    obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
+    torch.manual_seed(seed)
+    global_net = build_network(algo, obs_shape, n_actions, cfg.to_dict())
+    average_net = build_network(algo, obs_shape, n_actions, cfg.to_dict()) if algo == "acer" else None
+    optimizer = SharedAdam(global_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    counters = torch.zeros(1, N_COUNTERS, dtype=torch.int64)
+    rng = np.random.default_rng(seed)
+    agent = make_agent(cfg, global_net, average_net, optimizer, counters, 0, env, rng)
+    times = {"env": [], "act": [], "update": [], "copy": []}
+
+    def timed(key, fn, *args):
+        t = time.perf_counter()
+        out = fn(*args)
+        if record:
+            times[key].append(time.perf_counter() - t)
+        return out
+
+    obs, _ = env.reset(seed=seed)
+    agent.observe(obs, first=True)
+    for iteration in range(warmup_iterations + iterations):
+        record = iteration >= warmup_iterations
+        agent.begin_rollout()
+        for _ in range(agent.rollout_length):
+            action = timed("act", agent.act, obs)
+            obs, reward, terminated, truncated, _ = timed("env", env.step, action)
+            agent.record(action, reward, terminated, truncated, obs)
+            if terminated or truncated:
+                obs, _ = env.reset()
+            agent.observe(obs, first=terminated or truncated)
+        if algo == "acer":  # ACERAgent.learn, with each update timed
+            timed("update", agent.update, agent.replay.latest(), False)
+            for _ in range(rng.poisson(cfg.replay_ratio)):
+                timed("update", agent.update, agent.replay.sample(rng))
+                timed("copy", copy_params, agent.local_params, agent.global_params)
+        else:
+            timed("update", agent.learn)
+    env.close()
+    mean = {key: float(np.mean(v)) if v else 0.0 for key, v in times.items()}
+    # ACER's off-policy updates start with a weight copy (its on-policy update does not)
+    t_update = mean["update"] - mean["copy"] * (len(times["copy"]) / max(1, len(times["update"])))
+    updates_per_step = ((1 + cfg.replay_ratio) / cfg.k if algo == "acer"
+                        else 1 / agent.rollout_length)
+    t_step = mean["env"] + mean["act"] + t_update * updates_per_step
+    return {"env_ms": 1e3 * mean["env"], "act_ms": 1e3 * mean["act"], "update_ms": 1e3 * t_update,
+            "updates_per_step": updates_per_step, "step_ms": 1e3 * t_step}
 
 
 def rollout_steps(algo: str, n_workers: int, extra: list[str]) -> int:
@@ -46,16 +146,19 @@ def measure(algo: str, env_name: str, n_workers: int, seconds: float, warmup: fl
     t_start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
     samples = []  # (time, global steps)
-    first_step_s = None
+    first_report_s = first_step_s = None
     try:
         for line in proc.stdout:
+            started = STARTED.search(line)
+            if started:  # as the training command measures it, from its own launch
+                first_step_s = float(started.group(1))
             match = STEPS.search(line)
             if not match:
                 continue
             now = time.time()
-            first_step_s = first_step_s or now - t_start
+            first_report_s = first_report_s or now - t_start
             samples.append((now, int(match.group(1))))
-            if now - t_start > warmup + seconds + (first_step_s or 0):
+            if now - t_start > warmup + seconds + first_report_s:
                 break
     finally:
         proc.send_signal(signal.SIGINT)
@@ -73,7 +176,8 @@ def measure(algo: str, env_name: str, n_workers: int, seconds: float, warmup: fl
             start = (t, s)
     total = (measured[-1][1] - measured[0][1]) / (measured[-1][0] - measured[0][0])
     return {"median": float(np.median(rates)), "min": float(np.min(rates)), "max": float(np.max(rates)),
-            "mean": total, "windows": len(rates), "first_report_s": first_step_s}
+            "mean": total, "windows": len(rates), "first_report_s": first_report_s,
+            "first_step_s": first_step_s if first_step_s is not None else float("nan")}
 
 
 def main() -> None:
@@ -90,16 +194,25 @@ def main() -> None:
     results = {}
     for algo in args.algo:
         for n in args.n_workers:
+            floor = compute_floor(algo, args.env_name, n, extra)
+            print(f"{algo} {n} workers floor, per agent step on each core: env {floor['env_ms']:.2f} ms + "
+                  f"act {floor['act_ms']:.2f} ms + update {floor['update_ms']:.1f} ms x "
+                  f"{floor['updates_per_step']:.4f} = {floor['step_ms']:.2f} ms -> "
+                  f"{floor['floor']:.1f} steps/s on {min(n, os.cpu_count() or 1)} core(s) "
+                  f"(isolated one-core rate x {min(n, os.cpu_count() or 1)}: "
+                  f"{floor['isolated_floor']:.1f})", flush=True)
             results[algo, n] = measure(algo, args.env_name, n, args.seconds, args.warmup, args.window,
                                        args.report_steps, extra)
+            results[algo, n].update(floor)
     print(f"\n{'algo':6} {'workers':>7} {'median':>8} {'min':>8} {'max':>8} {'mean':>8} {'windows':>8} "
-          f"{'1st report s':>13}")
+          f"{'floor':>8} {'of floor':>9} {'1st step s':>11}")
     for (algo, n), r in results.items():
         print(f"{algo:6} {n:7d} {r['median']:8.1f} {r['min']:8.1f} {r['max']:8.1f} "
-              f"{r['mean']:8.1f} {r['windows']:8d} {r['first_report_s']:13.1f}")
+              f"{r['mean']:8.1f} {r['windows']:8d} {r['floor']:8.1f} {r['median'] / r['floor']:8.0%} "
+              f"{r['first_step_s']:11.1f}")
     for (algo, n), r in results.items():
-        print(f"{algo} {n} workers: {r['median']:.1f} steps/s "
-              f"(min {r['min']:.1f}, max {r['max']:.1f}) on {args.env_name}")
+        print(f"{algo} {n} workers: {r['median']:.1f} steps/s (floor {r['floor']:.1f}, "
+              f"{r['median'] / r['floor']:.0%}; min {r['min']:.1f}, max {r['max']:.1f}) on {args.env_name}")
 
 
 if __name__ == "__main__":

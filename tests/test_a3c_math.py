@@ -148,3 +148,15 @@ def test_recurrent_atari_net_is_the_originals():
     assert net.kind == "a3c_cnn_lstm"
     assert isinstance(net.core, torch.nn.LSTMCell) and net.core.hidden_size == 256
     assert net.core.input_size == 32 * 9 * 9
+
+
+def test_lstm_step_is_torch_lstm_cell():
+    """The rollout's LSTM (input gates batched over time) computes nn.LSTMCell exactly."""
+    torch.manual_seed(4)
+    net = A3CNet((6,), 2, recurrent=True, hidden_size=8, mlp_hidden=16)
+    x = net.features(torch.randn(3, 6))
+    hidden = (torch.randn(3, 8), torch.randn(3, 8))
+    expected = net.core(x, hidden)
+    got = net._lstm_step(net._input_gates(x), hidden)
+    torch.testing.assert_close(got[0], expected[0])
+    torch.testing.assert_close(got[1], expected[1])

@@ -1,12 +1,17 @@
 """Shared Adam: the same trajectory as torch.optim.Adam, shared across processes."""
+import pytest
 import torch
 import torch.multiprocessing as mp
 
+import NN.shared_adam
 from NN.networks import ACERNet
 from NN.shared_adam import SharedAdam, polyak_update
 
 
-def test_matches_torch_adam_over_many_steps():
+@pytest.mark.parametrize("fused", [True, False])
+def test_matches_torch_adam_over_many_steps(monkeypatch, fused):
+    """Both the fused kernel and the foreach fallback follow torch.optim.Adam."""
+    monkeypatch.setattr(NN.shared_adam, "_HAS_FUSED_ADAM", fused and NN.shared_adam._HAS_FUSED_ADAM)
     torch.manual_seed(0)
     ours = ACERNet((8,), 3, mlp_hidden=16)
     ref = ACERNet((8,), 3, mlp_hidden=16)

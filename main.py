@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hyperparameter YAML (default training_configs.yml)")
     p.add_argument("--save_replay", action="store_const", const=True, default=None,
                    help="also save the workers' replay memories when the run stops (exact resume)")
+    p.add_argument("--max_bad_updates", type=int, default=None,
+                   help="stop after this many non-finite updates in a row in one worker (default 100; 0: never)")
+    p.add_argument("--stop_on_save_error", action="store_const", const=True, default=None,
+                   help="stop the run when a checkpoint cannot be written (default: warn and go on)")
     p.add_argument("--models_dir", default=None, help="where runs are saved (default Models)")
     p.add_argument("--logs_dir", default=None, help="where TensorBoard logs go (default Logs)")
     p.add_argument("--weights", default=None, help="play: checkpoint or weights file to load")
@@ -102,6 +106,8 @@ def main(argv=None) -> int:
             overrides = {**base, **{k: v for k, v in overrides.items() if v is not None}}
             if overrides["env_name"] != resume_state["env_name"]:
                 fail(f"--resume: {run_dir} is a {resume_state['env_name']} run, not {overrides['env_name']}")
+        if args.episodes < 1:
+            fail(f"--episodes must be at least 1, got {args.episodes}")
         algo = overrides.get("algo") or "acer"
         check_keys_for_algo(algo, given)
         cfg = load_config(args.config, algo, overrides)
@@ -139,19 +145,31 @@ def main(argv=None) -> int:
         print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} +- {np.std(scores):.2f}")
         return 0
 
-    from Agent.trainer import Trainer, WorkerFailed
-    # A process started in the background by a non-interactive shell inherits SIGINT ignored;
-    # a training run should stop cleanly on SIGINT however it was started.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from Agent.trainer import Terminated, Trainer, WorkerFailed, env_spec
+    from Utils.checkpoint import check_writable_dir
+    from Utils.config import check_memory
     if run_dir is None:
         stamp = time.strftime("%Y-%m-%d-%H-%M-%S")
         run_dir = os.path.join(cfg.models_dir, stamp)
     log_dir = os.path.join(cfg.logs_dir, os.path.basename(os.path.normpath(run_dir)))
-    try:
-        trainer = Trainer(cfg, run_dir, log_dir, resume_state)
-    except ValueError as err:
+    try:  # everything is checked before anything is written
+        check_writable_dir(run_dir, "--models_dir")
+        check_writable_dir(log_dir, "--logs_dir")
+        spec = env_spec(cfg)
+        check_memory(cfg, *spec)
+        trainer = Trainer(cfg, run_dir, log_dir, resume_state, spec=spec)
+        save_config(cfg, os.path.join(run_dir, "config.yml"))
+    except (ConfigError, ValueError) as err:
         fail(str(err))
-    save_config(cfg, os.path.join(run_dir, "config.yml"))
+    except OSError as err:
+        fail(f"cannot write the run's files: {err}")
+
+    def terminate(signum, frame):
+        raise Terminated()
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored;
+    # a training run stops cleanly on SIGINT (exit 130) or SIGTERM (143) however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminate)
     print(f"Training {cfg.algo} on {cfg.env_name} with {cfg.n_workers} workers; "
           f"run {run_dir}, logs {log_dir}", flush=True)
     try:
@@ -159,9 +177,10 @@ def main(argv=None) -> int:
     except WorkerFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"Interrupted: workers stopped, checkpoint saved in {run_dir}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        print(f"{'Terminated' if isinstance(stop, Terminated) else 'Interrupted'}: workers stopped, "
+              f"checkpoint saved in {run_dir}", file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
     print(f"Done: {counters['global_steps']} steps, {sum(counters['worker_episodes'])} episodes, "
           f"{counters['optimizer_steps']} updates. Checkpoint: {os.path.join(run_dir, CHECKPOINT_NAME)}")
     return 0

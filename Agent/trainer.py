@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import queue as queue_module
+import signal
+import sys
 import time
 
 import psutil
 
 import torch
 
-from Agent.worker import EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS, UPDATES, worker_entry
+from Agent.worker import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS, UPDATES,
+                          worker_entry)
 from NN.networks import build_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
@@ -24,21 +27,37 @@ from Utils.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, save_checkpoint
 from Utils.config import Config
 from Utils.logger import RunLogger
 
-JOIN_TIMEOUT_S = 10.0
+JOIN_TIMEOUT_S = 7.0   # a stopping run waits this long for its workers, then terminates them
 
 
 class WorkerFailed(RuntimeError):
-    """A worker process raised or died."""
+    """A worker process raised or died, or the run had to stop (non-finite updates, a failed save)."""
 
 
-def env_spec(cfg: Config) -> tuple[tuple[int, ...], int]:
-    """Observation shape and action count of the training environment."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stop like Ctrl-C (final checkpoint), but exit with 143."""
+
+
+def _signal_name(exitcode: int) -> str:
+    """' (killed by SIGKILL)' for a negative exit code, else ''."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f" (killed by {signal.Signals(-exitcode).name})"
+        except ValueError:
+            pass
+    return ""
+
+
+def env_spec(cfg: Config) -> tuple[tuple[int, ...], int, int]:
+    """Observation shape, action count and bytes per observation value of the training
+    environment."""
     env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
     try:
         if not hasattr(env.action_space, "n"):
             raise ValueError(f"--algo {cfg.algo} needs a discrete action space; "
                              f"{cfg.env_name} has {env.action_space}")
-        return tuple(env.observation_space.shape), int(env.action_space.n)
+        return (tuple(env.observation_space.shape), int(env.action_space.n),
+                int(env.observation_space.dtype.itemsize))
     finally:
         env.close()
 
@@ -58,9 +77,10 @@ def process_start_time() -> float:
 class Trainer:
     """Owns the shared state of a run and the worker processes."""
 
-    def __init__(self, cfg: Config, run_dir: str, log_dir: str, resume_state: dict | None = None):
+    def __init__(self, cfg: Config, run_dir: str, log_dir: str, resume_state: dict | None = None,
+                 spec: tuple | None = None):
         self.cfg, self.run_dir, self.log_dir = cfg, run_dir, log_dir
-        self.obs_shape, self.n_actions = env_spec(cfg)
+        self.obs_shape, self.n_actions, _ = spec or env_spec(cfg)
         torch.manual_seed(cfg.seed)
         self.global_net = build_network(cfg.algo, self.obs_shape, self.n_actions, cfg.to_dict())
         self.global_net.share_memory()
@@ -83,6 +103,8 @@ class Trainer:
         self.logger = RunLogger(log_dir, cfg.interval, logger_start)
         self.replay_len = 0
         self.started: dict[int, float] = {}   # worker id -> time of its first environment step
+        self.last_saved_step = int(resume_state["counters"]["global_steps"]) if resume_state else 0
+        self.save_failed = False               # the latest save attempt failed
         self.resumed = resume_state is not None
 
     def _restore_counters(self, saved: dict) -> None:
@@ -120,8 +142,30 @@ class Trainer:
             state["average_model"] = self.average_net.state_dict()
         return state
 
-    def save(self) -> None:
-        save_checkpoint(self.checkpoint_state(), os.path.join(self.run_dir, CHECKPOINT_NAME))
+    def save(self) -> bool:
+        """Write the checkpoint; True if it was written.
+
+        Weights with a non-finite value are never saved over a good checkpoint. A failed write
+        (disk full, no permission, file too large) leaves the previous checkpoint as it was,
+        is reported, and stops the run only with ``stop_on_save_error``."""
+        path = os.path.join(self.run_dir, CHECKPOINT_NAME)
+        if not all(torch.isfinite(p).all() for p in self.global_net.parameters()):
+            print(f"warning: the shared weights hold a non-finite value; {path} is not overwritten",
+                  file=sys.stderr, flush=True)
+            return False
+        try:
+            save_checkpoint(self.checkpoint_state(), path)
+            self.last_saved_step = self.global_steps
+            return True
+        except OSError as err:
+            kept = (f"the previous one (step {self.last_saved_step}) is kept"
+                    if os.path.exists(path) else "no checkpoint exists yet")
+            message = f"checkpoint not saved to {path}: {err.strerror or err}; {kept}"
+            if self.cfg.stop_on_save_error:
+                raise WorkerFailed(f"stopping: {message}") from None
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+            self.save_failed = True
+            return False
 
     def _budget_spent(self) -> bool:
         cfg = self.cfg
@@ -146,10 +190,26 @@ class Trainer:
                 self.replay_len = replay_len
             if self.logger.iteration(stats):
                 self.logger.report(self.global_steps,
-                                   self.replay_len if self.cfg.algo == "acer" else None)
+                                   self.replay_len if self.cfg.algo == "acer" else None,
+                                   int(self.counters[:, SKIPPED].sum()))
                 self.save()
+        elif kind == "warning":
+            print(f"warning: worker {worker_id}: {message[2]}", file=sys.stderr, flush=True)
         elif kind == "error":
             raise WorkerFailed(f"worker {worker_id} failed:\n{message[2]}")
+
+    def _check_updates(self) -> None:
+        """Stop the run when a worker's updates have been non-finite too many times in a row."""
+        limit = self.cfg.max_bad_updates
+        if not limit:
+            return
+        for worker_id, streak in enumerate(self.counters[:, BAD_STREAK].tolist()):
+            if streak >= limit:
+                raise WorkerFailed(
+                    f"stopping: worker {worker_id} made {streak} updates in a row with a non-finite "
+                    f"loss or gradient (none was applied; {int(self.counters[:, SKIPPED].sum())} "
+                    f"skipped in all). The weights are those of the last good update; check the "
+                    f"environment's rewards and observations, or lower --lr")
 
     def _drain(self, q, timeout: float) -> None:
         try:
@@ -176,6 +236,7 @@ class Trainer:
                 w.start()
             while True:
                 self._drain(q, timeout=0.2)
+                self._check_updates()
                 if self._budget_spent():
                     break
                 if not any(w.is_alive() for w in workers):
@@ -183,10 +244,19 @@ class Trainer:
                 for i, w in enumerate(workers):
                     if w.exitcode not in (None, 0):
                         self._drain(q, timeout=0.5)  # collect its traceback if it sent one
-                        raise WorkerFailed(f"worker {i} died with exit code {w.exitcode}")
+                        raise WorkerFailed(f"worker {i} died with exit code {w.exitcode}"
+                                           f"{_signal_name(w.exitcode)}")
         except WorkerFailed as err:
             failure = err
         finally:
+            # A second Ctrl-C (or SIGTERM) while stopping: kill the workers and leave at once.
+            # Files stay whole: every save goes to a temporary file that replaces the old one.
+            def leave_now(signum, frame):
+                for w in workers:
+                    if w.is_alive():
+                        w.kill()
+                os._exit(128 + signum)
+            previous = {sig: signal.signal(sig, leave_now) for sig in (signal.SIGINT, signal.SIGTERM)}
             stop_event.set()
             deadline = time.time() + JOIN_TIMEOUT_S
             while any(w.is_alive() for w in workers) and time.time() < deadline:
@@ -202,8 +272,16 @@ class Trainer:
                 self._drain(q, timeout=0.05)
             except WorkerFailed as err:
                 failure = failure or err
-            self.save()
+            try:
+                self.save()
+            except WorkerFailed as err:
+                failure = failure or err
             self.logger.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if failure is not None:
             raise failure
+        if self.save_failed:
+            raise WorkerFailed(f"the final checkpoint could not be written; the last one saved "
+                               f"(step {self.last_saved_step}) is kept")
         return self.checkpoint_state()["counters"]

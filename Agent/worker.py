@@ -30,9 +30,9 @@ from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import env_state, make_env, restore_env_state
 from Utils.checkpoint import load_checkpoint, save_checkpoint
 
-# Columns of the shared per-worker counter table.
-STEPS, EPISODES, ITERATIONS, UPDATES, SKIPPED = range(5)
-N_COUNTERS = 5
+# Columns of the shared per-worker counter table. BAD_STREAK: updates skipped in a row.
+STEPS, EPISODES, ITERATIONS, UPDATES, SKIPPED, BAD_STREAK = range(6)
+N_COUNTERS = 6
 
 
 @torch.no_grad()
@@ -52,9 +52,11 @@ def apply_gradients(loss: torch.Tensor, local_params: list[torch.Tensor], optimi
     grad_norm = float(torch.nn.utils.clip_grad_norm_(local_params, max_grad_norm))
     if not (math.isfinite(float(loss.detach())) and math.isfinite(grad_norm)):
         counters[worker_id, SKIPPED] += 1
+        counters[worker_id, BAD_STREAK] += 1
         return None
     optimizer.step([p.grad for p in local_params])
     counters[worker_id, UPDATES] += 1
+    counters[worker_id, BAD_STREAK] = 0
     return grad_norm
 
 
@@ -130,13 +132,16 @@ def run_worker(worker_id: int, cfg, global_net, average_net, optimizer: SharedAd
         stats = agent.learn()
         mine[ITERATIONS] += 1
         queue.put(("iteration", worker_id, stats or {}, agent.memory_size()))
-    if state_path is not None:
-        save_checkpoint({"format_version": 1, "worker_id": worker_id,
-                         "iteration": int(mine[ITERATIONS]),
-                         "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
-                         "python_rng": list(random.getstate()), "env": env_state(env),
-                         "obs": torch.from_numpy(np.array(obs)), "agent": agent.state_dict()},
-                        state_path)
+    if state_path is not None and os.getppid() == parent_pid:
+        try:
+            save_checkpoint({"format_version": 1, "worker_id": worker_id,
+                             "iteration": int(mine[ITERATIONS]),
+                             "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+                             "python_rng": list(random.getstate()), "env": env_state(env),
+                             "obs": torch.from_numpy(np.array(obs)), "agent": agent.state_dict()},
+                            state_path)
+        except OSError as err:  # a resume then starts this worker afresh
+            queue.put(("warning", worker_id, f"state not saved to {state_path}: {err.strerror or err}"))
     env.close()
 
 
@@ -150,9 +155,10 @@ def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counte
     With ``resume``, the worker's saved state at ``state_path`` is used when it was
     written at the iteration the run's checkpoint recorded for this worker.
     """
-    # Ctrl-C reaches the whole process group: only the main process handles it, and
-    # stops the workers through the stop event so that a final checkpoint is consistent.
+    # Ctrl-C reaches the whole process group: only the main process handles it (and SIGTERM),
+    # and stops the workers through the stop event so that a final checkpoint is consistent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
     try:
         resume_state = None

@@ -27,6 +27,7 @@ statistics wrapper.
 from __future__ import annotations
 
 import difflib
+import importlib
 
 import ale_py
 import gymnasium as gym
@@ -35,6 +36,8 @@ from gymnasium.wrappers import (AtariPreprocessing, FrameStackObservation,
                                 RecordEpisodeStatistics, TransformReward)
 
 gym.register_envs(ale_py)
+# The emulator's start-up banner goes to stderr in every process; keep stderr for errors.
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
 
 FRAME_SIZE = 84
 
@@ -94,12 +97,21 @@ class FireReset(gym.Wrapper):
 
 def is_atari(env_id: str) -> bool:
     """True for environment ids served by ale-py (``ALE/...`` or ``...NoFrameskip-v4``)."""
-    spec = gym.spec(env_id)
+    spec = gym.spec(env_id.split(":")[-1])  # "module:EnvId" once the module registered it
     return "ale_py" in str(spec.entry_point)
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise ``ValueError`` with close suggestions when ``env_id`` is not registered."""
+    """Raise ``ValueError`` with close suggestions when ``env_id`` is not registered.
+
+    ``module:EnvId`` (Gymnasium's form for environments registered by a module) imports the
+    module first, as ``gym.make`` does."""
+    if ":" in env_id:
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"cannot import module '{module}' for environment '{env_id}': {err}") from None
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import zipfile
 
 import torch
 import yaml
@@ -20,6 +21,23 @@ CHECKPOINT_NAME = "checkpoint.pth"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message is one line for the user."""
+
+
+class _WriteErrorRecorder:
+    """A file object that remembers the first ``OSError`` its writes raised."""
+
+    def __init__(self, fh):
+        self.fh, self.error = fh, None
+
+    def write(self, data) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
 
 
 def save_checkpoint(state: dict, path: str) -> None:
@@ -35,7 +53,15 @@ def save_checkpoint(state: dict, path: str) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; keep the usual permissions
         with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
+            writer = _WriteErrorRecorder(fh)
+            try:
+                torch.save(state, writer)
+            except RuntimeError:
+                # torch's zip writer reports a failed write (disk full, file too large) as a
+                # RuntimeError about stream positions; raise the operating system's error instead
+                if writer.error is not None:
+                    raise writer.error from None
+                raise
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -49,6 +75,8 @@ def load_checkpoint(path: str) -> dict:
     """Read a checkpoint without executing code; :class:`CheckpointError` on any problem."""
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint file at {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a PyTorch zip archive)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -87,6 +115,21 @@ def export_weights(state: dict, path: str) -> None:
     if os.path.exists(path):
         raise CheckpointError(f"{path} already exists; remove it first or choose another file")
     save_checkpoint({key: state[key] for key in WEIGHT_KEYS if key in state}, path)
+
+
+def check_writable_dir(path: str, flag: str) -> None:
+    """Raise :class:`OSError` with a one-line reason when ``path`` (a folder that may not exist
+    yet) could not be created or written; create nothing."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise OSError(f"{flag} {path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OSError(f"{flag} {path}: {probe} is not writable")
 
 
 def latest_run(models_dir: str, env_name: str | None = None, algo: str | None = None) -> str | None:

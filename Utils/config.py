@@ -17,7 +17,7 @@ import yaml
 ALGOS = ("acer", "a3c")
 # Settings that describe the run rather than the algorithm: not read from the YAML.
 RUN_KEYS = ("env_name", "algo", "n_workers", "seed", "interval", "total_steps", "max_episodes",
-            "models_dir", "logs_dir", "save_replay")
+            "models_dir", "logs_dir", "save_replay", "max_bad_updates", "stop_on_save_error")
 
 
 class ConfigError(ValueError):
@@ -38,6 +38,8 @@ class Config:
     models_dir: str = "Models"
     logs_dir: str = "Logs"
     save_replay: bool = False     # also save the replay memories when the run stops
+    max_bad_updates: int = 100    # stop after this many non-finite updates in a row (0: never)
+    stop_on_save_error: bool = False  # stop the run when a checkpoint cannot be written
     # hyperparameters shared by both algorithms (defaults: the original's ACER table;
     # ALGO_DEFAULTS below holds where A3C's differ)
     lr: float = 1e-4
@@ -83,6 +85,7 @@ class Config:
             (self.interval >= 1, f"--interval must be at least 1, got {self.interval}"),
             (self.total_steps >= 0, f"--total_steps must be >= 0, got {self.total_steps}"),
             (self.max_episodes >= 0, f"--max_episodes must be >= 0, got {self.max_episodes}"),
+            (self.max_bad_updates >= 0, f"--max_bad_updates must be >= 0, got {self.max_bad_updates}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (self.adam_eps > 0, f"--adam_eps must be positive, got {self.adam_eps}"),
             (self.entropy_coef >= 0, f"--entropy_coef must be >= 0, got {self.entropy_coef}"),
@@ -201,6 +204,41 @@ def load_config(yaml_path: str, algo: str, overrides: dict) -> Config:
     config = Config(**values)
     config.validate()
     return config
+
+
+# Measured (bench/replay_memory.py --full_run): a worker process without its replay holds about
+# 0.25 GiB (torch, the environment, its network copies), the main process about 0.25 GiB.
+WORKER_BYTES = int(0.25 * 2**30)
+MAIN_BYTES = int(0.25 * 2**30)
+
+
+def replay_bytes_per_transition(obs_shape: tuple[int, ...], itemsize: int, n_actions: int,
+                                frame_stack: int) -> int:
+    """What ACER's replay stores per step: the newest frame of an image stack (or the whole
+    vector observation), action, reward, done, episode start, mu and a truncation value."""
+    frame = obs_shape[1:] if len(obs_shape) == 3 else obs_shape
+    n = 1
+    for d in frame:
+        n *= int(d)
+    return n * itemsize + 8 + 4 + 1 + 1 + 4 * n_actions + 4
+
+
+def check_memory(cfg: Config, obs_shape: tuple[int, ...], n_actions: int, itemsize: int) -> None:
+    """Refuse a run whose workers and replay would not fit in the memory available now."""
+    import psutil
+    replay = 0
+    if cfg.algo == "acer":
+        replay = cfg.total_memory_size * replay_bytes_per_transition(obs_shape, itemsize, n_actions,
+                                                                     cfg.frame_stack)
+    need = MAIN_BYTES + cfg.n_workers * WORKER_BYTES + replay
+    available = psutil.virtual_memory().available
+    if need > available:
+        raise ConfigError(f"--n_workers {cfg.n_workers} with a replay of {cfg.total_memory_size} "
+                          f"transitions needs about {need / 1e9:.1f} GB ({cfg.n_workers} workers x "
+                          f"{WORKER_BYTES / 1e9:.2f} GB + replay {replay / 1e9:.1f} GB), more than the "
+                          f"{available / 1e9:.1f} GB available" if cfg.algo == "acer" else
+                          f"--n_workers {cfg.n_workers} needs about {need / 1e9:.1f} GB, more than the "
+                          f"{available / 1e9:.1f} GB available")
 
 
 def save_config(config: Config, path: str) -> None:

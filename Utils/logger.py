@@ -76,8 +76,9 @@ class RunLogger:
                 self.writer.add_scalar(name, self.running[key], self.iterations)
         return True
 
-    def report(self, global_step: int, replay_len: int | None) -> None:
-        """Print the console line and log steps per second (``replay_len`` None: no replay)."""
+    def report(self, global_step: int, replay_len: int | None, skipped: int = 0) -> None:
+        """Print the console line and log steps per second (``replay_len`` None: no replay;
+        ``skipped``: updates skipped for a non-finite loss or gradient, shown when any)."""
         now = time.time()
         if self.rate_steps is not None and now > self.rate_t:
             self.steps_per_second = (global_step - self.rate_steps) / (now - self.rate_t)
@@ -87,6 +88,9 @@ class RunLogger:
         mem = psutil.virtual_memory()
         running = float("nan") if self.running_reward is None else self.running_reward
         replay = "" if replay_len is None else f"Replay len: {replay_len} | "
+        if skipped:
+            replay += f"Skipped updates: {skipped} | "
+            self.writer.add_scalar("Skipped updates", skipped, global_step)
         print(f"Iter: {self.iterations} | Ep: {self.episodes} | Ep reward: {self.last['reward']:.1f} | "
               f"Running reward: {running:.2f} | Ep len: {self.last['length']} | "
               f"Entropy: {self.running['entropy'] or float('nan'):.3f} | {replay}"

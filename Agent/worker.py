@@ -159,6 +159,7 @@ def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counte
     # and stops the workers through the stop event so that a final checkpoint is consistent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
     torch.set_num_threads(1)
     try:
         resume_state = None
@@ -171,6 +172,20 @@ def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counte
     except BaseException:
         queue.put(("error", worker_id, traceback.format_exc()))
         sys.exit(1)
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this worker the moment its main process dies (kill -9), even
+    while it is still starting up; elsewhere the worker loop notices at its next iteration."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the main process died before the request took effect
+        os._exit(1)
 
 
 def _python_rng(saved: list) -> tuple:

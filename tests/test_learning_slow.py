@@ -19,3 +19,12 @@ def test_cartpole_two_workers_reaches_475(tmp_path, algo):
                             capture_output=True, text=True, timeout=25 * 60)
     print(result.stdout[-3000:])
     assert result.returncode == 0 and "PASSED" in result.stdout
+
+
+@pytest.mark.slow
+def test_kill_9_loop_every_resume_succeeds(tmp_path):
+    """10 random SIGKILLs of a 2-worker run's main process: workers exit, every --resume works."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "kill_resume.py"), "--kills", "10",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=15 * 60)
+    print(result.stdout[-3000:])
+    assert result.returncode == 0 and "10 kills, 0 failures" in result.stdout

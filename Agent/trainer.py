@@ -228,7 +228,7 @@ class Trainer:
         workers = [ctx.Process(target=worker_entry, name=f"worker-{i}", daemon=True,
                                args=(i, cfg, self.global_net, self.average_net, self.optimizer,
                                      self.counters, stop_event, q,
-                                     os.path.join(self.run_dir, f"worker_{i}.pth"), self.resumed))
+                                     os.path.join(self.run_dir, f"worker_{i}.pth"), self.resumed, os.getpid()))
                    for i in range(cfg.n_workers)]
         failure = None
         try:

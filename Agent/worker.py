@@ -81,7 +81,7 @@ def make_agent(cfg, global_net, average_net, optimizer, counters, worker_id, env
 
 def run_worker(worker_id: int, cfg, global_net, average_net, optimizer: SharedAdam,
                counters: torch.Tensor, stop_event, queue, state_path: str | None = None,
-               resume_state: dict | None = None) -> None:
+               resume_state: dict | None = None, main_pid: int | None = None) -> None:
     """Act and learn until ``stop_event`` is set or the step budget is spent.
 
     On a clean stop the worker's own state (RNGs, environment, current observation and
@@ -107,7 +107,7 @@ def run_worker(worker_id: int, cfg, global_net, average_net, optimizer: SharedAd
         random.setstate(_python_rng(resume_state["python_rng"]))
     mine = counters[worker_id]
     first_step = True
-    parent_pid = os.getppid()
+    parent_pid = main_pid if main_pid is not None else os.getppid()
     # A worker whose main process died (kill -9) stops instead of running on as an orphan.
     while not stop_event.is_set() and os.getppid() == parent_pid:
         if cfg.total_steps and int(counters[:, STEPS].sum()) >= cfg.total_steps:
@@ -146,20 +146,21 @@ def run_worker(worker_id: int, cfg, global_net, average_net, optimizer: SharedAd
 
 
 def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counters,
-                  stop_event, queue, state_path: str, resume: bool) -> None:
+                 stop_event, queue, state_path: str, resume: bool, main_pid: int) -> None:
     """Process target: run the worker; on an exception, report it with the worker id.
 
     It lives here, not beside the trainer, so that a spawned worker imports only what it
     runs (not the main process's logging stack).
 
     With ``resume``, the worker's saved state at ``state_path`` is used when it was
-    written at the iteration the run's checkpoint recorded for this worker.
+    written at the iteration the run's checkpoint recorded for this worker. ``main_pid`` is
+    the process that started this worker: when it is gone, the worker stops.
     """
     # Ctrl-C reaches the whole process group: only the main process handles it (and SIGTERM),
     # and stops the workers through the stop event so that a final checkpoint is consistent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_parent(main_pid)
     torch.set_num_threads(1)
     try:
         resume_state = None
@@ -168,15 +169,17 @@ def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counte
             if saved.get("iteration") == int(counters[worker_id, ITERATIONS]):
                 resume_state = saved
         run_worker(worker_id, cfg, global_net, average_net, optimizer, counters, stop_event,
-                   queue, state_path, resume_state)
+                   queue, state_path, resume_state, main_pid)
     except BaseException:
         queue.put(("error", worker_id, traceback.format_exc()))
         sys.exit(1)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(main_pid: int) -> None:
     """Linux: have the kernel kill this worker the moment its main process dies (kill -9), even
     while it is still starting up; elsewhere the worker loop notices at its next iteration."""
+    if os.getppid() != main_pid:  # the main process died while this one was starting
+        os._exit(1)
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
@@ -184,7 +187,7 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         return
-    if os.getppid() == 1:  # the main process died before the request took effect
+    if os.getppid() != main_pid:  # the main process died before the request took effect
         os._exit(1)
 
 

@@ -178,3 +178,15 @@ def test_failed_saves_keep_the_previous_checkpoint(tmp_path, main_cli):
                             text=True, env=env, preexec_fn=small_files, timeout=300)
     assert result.returncode == 1 and "error: stopping: checkpoint not saved" in result.stderr
     assert open(path, "rb").read() == saved
+
+
+@pytest.mark.parametrize("delay", [0.3, 2.0])
+def test_workers_do_not_outlive_a_killed_main_process(tmp_path, delay):
+    """kill -9 of the main process while its workers start up (0.3 s) or train (2 s)."""
+    proc = start(["--env_name", "CartPole-v1", "--n_workers", "2"], tmp_path)
+    wait_for(proc, "Training acer")
+    time.sleep(delay)
+    children = children_of(proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert not running(children, timeout=10)

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from typing import NoReturn
 
 import numpy as np
 
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def fail(message: str) -> "NoReturn":
+def fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 

@@ -7,7 +7,8 @@ Value Loss`` and ``Running Grad Norm`` (and ``Running Entropy``) by iteration; p
 by global step. Running values are exponential averages with weight 0.99 on
 the old value, started at the first value. Episodes are whole games with raw
 (unclipped) scores. ``episodes.csv`` beside the events keeps every episode so
-plots need no TensorBoard.
+plots need no TensorBoard; its ``wall_time`` is seconds of training, summed over
+resumes (the time between a stop and its resume is not counted).
 """
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ class RunLogger:
         self.max_reward = start.get("max_reward")
         self.running = {"pg_loss": None, "value_loss": None, "grad_norm": None, "entropy": None}
         self.last = {"reward": float("nan"), "length": 0}
-        self.t0 = time.time()
+        # Training time is cumulative over resumes: the CSV's wall_time and the console's Time
+        # continue from the checkpoint's figure rather than restarting at zero.
+        self.t0 = time.time() - float(start.get("train_seconds", 0.0))
         self.rate_t, self.rate_steps, self.steps_per_second = time.time(), None, 0.0
         csv_path = os.path.join(log_dir, "episodes.csv")
         new = not os.path.exists(csv_path)
@@ -101,7 +104,8 @@ class RunLogger:
     def state(self) -> dict:
         """Numbers a resumed run needs to continue the curves."""
         return {"episodes": self.episodes, "iterations": self.iterations,
-                "running_reward": self.running_reward, "max_reward": self.max_reward}
+                "running_reward": self.running_reward, "max_reward": self.max_reward,
+                "train_seconds": round(time.time() - self.t0, 3)}
 
     def close(self) -> None:
         self.csv_file.close()

@@ -35,6 +35,19 @@ def read_episodes(log_dir: str) -> dict[str, list[float]]:
     return {key: [float(r[key]) for r in rows] for key in rows[0]}
 
 
+def stitched_wall_time(wall_time: list[float]) -> list[float]:
+    """Training seconds made monotonic: logs written before the logger kept its clock across
+    resumes restart at zero after each resume, so each restart continues from the value before
+    it (the minutes between a run's last episode and its stop are not counted)."""
+    out, offset, previous = [], 0.0, 0.0
+    for t in wall_time:
+        if t < previous:
+            offset = out[-1]
+        out.append(offset + t)
+        previous = t
+    return out
+
+
 def figure_for_runs(log_dirs: list[str], labels: list[str] | None = None,
                     x_axis: str = "episode") -> plt.Figure:
     """A figure with one reward and one length curve per run."""
@@ -45,7 +58,7 @@ def figure_for_runs(log_dirs: list[str], labels: list[str] | None = None,
         data = read_episodes(log_dir)
         x = data[column]
         if x_axis == "time":
-            x = [t / 3600 for t in x]
+            x = [t / 3600 for t in stitched_wall_time(x)]
         running_len, lengths = None, []
         for length in data["length"]:
             running_len = running_average(running_len, length)

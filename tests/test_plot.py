@@ -6,7 +6,7 @@ import sys
 import matplotlib.image as mpimg
 
 from Utils.logger import RunLogger
-from Utils.plot import figure_for_runs, plot_runs
+from Utils.plot import figure_for_runs, plot_runs, stitched_wall_time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,3 +40,9 @@ def test_plot_command_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "Utils.plot", str(tmp_path / "missing")], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("error: cannot plot")
+
+
+def test_wall_time_of_older_logs_is_stitched_across_resumes():
+    # logs written before the clock was kept across resumes restart at zero after each resume
+    assert stitched_wall_time([10, 20, 30, 5, 15, 2]) == [10, 20, 30, 35, 45, 47]
+    assert stitched_wall_time([1, 2, 2, 3]) == [1, 2, 2, 3]

@@ -1,4 +1,5 @@
 """Resume after Ctrl-C: same run folder, counters kept, TensorBoard curves continued."""
+import csv
 import glob
 import os
 import signal
@@ -63,6 +64,12 @@ def test_ctrl_c_then_resume_continues_counters_and_curves(tmp_path, main_cli):
     assert new_episodes and min(new_episodes) == max(episodes_before) + 1
     assert new_iterations and min(new_iterations) > max(iterations_before)
     assert sorted(episodes_after) == list(range(1, len(episodes_after) + 1))
+    # training time continues too: the CSV's wall_time never restarts after the resume
+    with open(log_dir / "episodes.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    wall = [float(r["wall_time"]) for r in rows]
+    assert len(rows) == len(episodes_after) and wall == sorted(wall)
+    assert load_checkpoint(os.path.join(run, "checkpoint.pth"))["logger"]["train_seconds"] >= wall[-1]
 
 
 @pytest.mark.parametrize("algo", ["acer", "a3c"])

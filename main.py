@@ -74,7 +74,7 @@ def fail(message: str) -> NoReturn:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from Utils.atari_wrappers import check_env_id
+    from Utils.atari_wrappers import check_env_id, has_box_actions
     from Utils.checkpoint import (CHECKPOINT_NAME, CheckpointError, export_weights, latest_run,
                                   load_checkpoint, pretrained_path)
     from Utils.config import (RUN_KEYS, ConfigError, HYPERPARAMETER_KEYS, check_keys_for_algo,
@@ -111,8 +111,12 @@ def main(argv=None) -> int:
             fail(f"--episodes must be at least 1, got {args.episodes}")
         algo = overrides.get("algo") or "acer"
         check_keys_for_algo(algo, given)
-        cfg = load_config(args.config, algo, overrides)
-        check_env_id(cfg.env_name)
+        env_name = overrides.get("env_name") or "PongNoFrameskip-v4"
+        check_env_id(env_name)
+        # Box action spaces take the <algo>_continuous section on top of the algorithm's
+        continuous = ("action_low" in resume_state if resume_state is not None
+                      else args.do_train and has_box_actions(env_name))
+        cfg = load_config(args.config, algo, overrides, continuous)
     except (ConfigError, CheckpointError, ValueError) as err:
         fail(str(err))
 

@@ -21,20 +21,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from Agent.a3c_math import a3c_loss, n_step_returns
+from Agent.a3c_math import a3c_loss, gaussian_a3c_loss, n_step_returns
 from Agent.worker import apply_gradients, copy_params
-from NN.networks import A3CNet
+from NN.networks import build_network
 from NN.shared_adam import SharedAdam
+from Utils.atari_wrappers import box_bounds
 
 
 class A3CAgent:
     """One worker's A3C: local network, rollout buffers, LSTM state, acting and updates."""
 
-    def __init__(self, cfg, global_net: A3CNet, optimizer: SharedAdam, counters: torch.Tensor,
-                 worker_id: int, env):
+    def __init__(self, cfg, global_net: torch.nn.Module, optimizer: SharedAdam,
+                 counters: torch.Tensor, worker_id: int, env):
         self.cfg, self.global_net, self.optimizer = cfg, global_net, optimizer
-        self.local_net = A3CNet(global_net.obs_shape, global_net.n_actions, cfg.recurrent,
-                                cfg.hidden_size, cfg.mlp_hidden)
+        bounds = box_bounds(env)
+        self.continuous = bounds is not None  # a Gaussian policy (GaussianA3CNet)
+        self.local_net = build_network("a3c", global_net.obs_shape, global_net.n_actions,
+                                       cfg.to_dict(), bounds)
         self.local_params = list(self.local_net.parameters())
         self.global_params = list(global_net.parameters())
         self.counters, self.worker_id = counters, worker_id
@@ -42,7 +45,8 @@ class A3CAgent:
         obs_space = env.observation_space
         dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
         self.obs = torch.zeros((T + 1, *obs_space.shape), dtype=dtype)  # x_0..x_T
-        self.actions = torch.zeros(T, dtype=torch.int64)
+        self.actions = (torch.zeros(T, global_net.n_actions) if self.continuous
+                        else torch.zeros(T, dtype=torch.int64))
         self.rewards = torch.zeros(T)    # r_t (+ gamma V(x_final) at a time-limit truncation)
         self.dones = torch.zeros(T, dtype=torch.bool)
         self.t = 0
@@ -55,16 +59,22 @@ class A3CAgent:
         self.t = 0
         self.rollout_hidden = self.hidden
 
-    def act(self, obs) -> int:
+    def act(self, obs):
+        """An action sampled from the local policy: an int, or for a Box the Gaussian sample
+        (the environment clips it into the box; the update uses it as drawn)."""
         x = torch.from_numpy(np.asarray(obs)).unsqueeze(0)
         self.obs[self.t] = x[0]
         with torch.no_grad():
-            logits, _, self.hidden = self.local_net(x, self.hidden)
-        return int(torch.multinomial(torch.softmax(logits[0], -1), 1))
+            policy, _, self.hidden = self.local_net(x, self.hidden)
+        if self.continuous:
+            mean, std = policy
+            return (mean[0] + std[0] * torch.randn_like(mean[0])).numpy()
+        return int(torch.multinomial(torch.softmax(policy[0], -1), 1))
 
-    def record(self, action: int, reward: float, terminated: bool, truncated: bool, next_obs) -> None:
+    def record(self, action, reward: float, terminated: bool, truncated: bool, next_obs) -> None:
         t = self.t
-        self.actions[t], self.dones[t] = action, terminated or truncated
+        self.actions[t] = torch.as_tensor(action)
+        self.dones[t] = terminated or truncated
         self.rewards[t] = reward
         if truncated and not terminated:
             # A time-limit truncation bootstraps from V(final observation) (Pardo et al. 2018).
@@ -86,10 +96,15 @@ class A3CAgent:
         self.obs[T] = torch.from_numpy(np.asarray(self._next_obs))
         # zero the LSTM state before step t when step t-1 ended an episode
         starts = torch.cat([torch.zeros(1, dtype=torch.bool), self.dones[:T]])
-        logits, values = self.local_net.unroll(self.obs[:T + 1], self.rollout_hidden, starts)
+        policy, values = self.local_net.unroll(self.obs[:T + 1], self.rollout_hidden, starts)
         returns = n_step_returns(self.rewards[:T], self.dones[:T], values[T], cfg.gamma)
-        loss, stats = a3c_loss(logits[:T], values[:T], self.actions[:T], returns,
-                               cfg.entropy_coef, cfg.critic_coef)
+        if self.continuous:
+            mean, std = policy
+            loss, stats = gaussian_a3c_loss(mean[:T], std[:T], values[:T], self.actions[:T], returns,
+                                            cfg.entropy_coef, cfg.critic_coef)
+        else:
+            loss, stats = a3c_loss(policy[:T], values[:T], self.actions[:T], returns,
+                                   cfg.entropy_coef, cfg.critic_coef)
         grad_norm = apply_gradients(loss, self.local_params, self.optimizer, cfg.max_grad_norm,
                                     self.counters, self.worker_id)
         if grad_norm is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from Agent.acer_math import entropy, retrace_targets
+from Agent.acer_math import diag_gaussian_entropy, diag_gaussian_log_prob, entropy, retrace_targets
 
 
 def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor, bootstrap_value: torch.Tensor,
@@ -44,6 +44,22 @@ def a3c_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor,
     policy_loss = -(log_pi_taken * advantages.detach()).mean()
     value_loss = advantages.pow(2).mean()
     mean_entropy = entropy(log_policy).mean()
+    loss = policy_loss + critic_coef * value_loss - entropy_coef * mean_entropy
+    return loss, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
+                  "entropy": mean_entropy.detach(), "advantage_mean": advantages.detach().mean()}
+
+
+def gaussian_a3c_loss(mean: torch.Tensor, std: torch.Tensor, values: torch.Tensor,
+                      actions: torch.Tensor, returns: torch.Tensor, entropy_coef: float,
+                      critic_coef: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A3C's loss for continuous actions with a diagonal Gaussian policy: ``mean``, ``std``,
+    ``actions`` [T, d], ``values``, ``returns`` [T]. The same three terms as :func:`a3c_loss`,
+    with log pi(a|x) = log N(a; mean, diag(std^2)) and the Gaussian's entropy."""
+    log_pi_taken = diag_gaussian_log_prob(mean, std, actions)
+    advantages = returns - values
+    policy_loss = -(log_pi_taken * advantages.detach()).mean()
+    value_loss = advantages.pow(2).mean()
+    mean_entropy = diag_gaussian_entropy(std).mean()
     loss = policy_loss + critic_coef * value_loss - entropy_coef * mean_entropy
     return loss, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
                   "entropy": mean_entropy.detach(), "advantage_mean": advantages.detach().mean()}

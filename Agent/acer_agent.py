@@ -15,21 +15,25 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from Agent.acer_math import acer_loss
+from Agent.acer_math import acer_loss, continuous_acer_loss
 from Agent.replay_memory import ReplayMemory
 from Agent.worker import apply_gradients, copy_params
-from NN.networks import ACERNet
+from NN.networks import build_network
 from NN.shared_adam import SharedAdam, polyak_update
+from Utils.atari_wrappers import box_bounds
 
 
 class ACERAgent:
     """One worker's ACER: local network, replay memory, acting and updates."""
 
-    def __init__(self, cfg, global_net: ACERNet, average_net: ACERNet, optimizer: SharedAdam,
-                 counters: torch.Tensor, worker_id: int, env, rng: np.random.Generator):
+    def __init__(self, cfg, global_net: torch.nn.Module, average_net: torch.nn.Module,
+                 optimizer: SharedAdam, counters: torch.Tensor, worker_id: int, env,
+                 rng: np.random.Generator):
         self.cfg, self.rng = cfg, rng
         self.global_net, self.average_net, self.optimizer = global_net, average_net, optimizer
-        self.local_net = ACERNet(global_net.obs_shape, global_net.n_actions, cfg.mlp_hidden)
+        bounds = box_bounds(env)
+        self.local_net = build_network("acer", global_net.obs_shape, global_net.n_actions,
+                                       cfg.to_dict(), bounds)
         self.local_params = list(self.local_net.parameters())
         self.global_params = list(global_net.parameters())
         self.average_params = list(average_net.parameters())
@@ -38,10 +42,15 @@ class ACERAgent:
         image = self.local_net.kind == "nature_cnn"
         obs_shape = env.observation_space.shape
         # Image observations are stacks; the replay stores each frame once (the newest).
+        # mu: the action probabilities, or a Gaussian's means then standard deviations
+        d = global_net.n_actions
         self.replay = ReplayMemory(
             capacity=max(1, cfg.replay_capacity()), k=cfg.k,
-            frame_shape=obs_shape[1:] if image else obs_shape, n_actions=global_net.n_actions,
-            stack=cfg.frame_stack if image else 1, frame_dtype=np.uint8 if image else np.float32)
+            frame_shape=obs_shape[1:] if image else obs_shape,
+            mu_width=d if bounds is None else 2 * d,
+            stack=cfg.frame_stack if image else 1, frame_dtype=np.uint8 if image else np.float32,
+            action_shape=() if bounds is None else (d,),
+            action_dtype=np.int64 if bounds is None else np.float32)
         self._newest = (lambda o: o[-1]) if image else (lambda o: o)
         self._mu = None
         self.sync()
@@ -125,6 +134,61 @@ class ACERAgent:
             bootstrap_value, gamma=cfg.gamma, c=cfg.c, delta=cfg.delta,
             entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef,
             trust_region=cfg.trust_region)
+        grad_norm = apply_gradients(loss, self.local_params, self.optimizer, cfg.max_grad_norm,
+                                    self.counters, self.worker_id)
+        if grad_norm is None:
+            return None
+        polyak_update(self.average_params, self.global_params, cfg.polyak)
+        return {"pg_loss": float(stats["policy_loss"]), "value_loss": float(stats["value_loss"]),
+                "entropy": float(stats["entropy"]), "grad_norm": grad_norm}
+
+
+class ContinuousACERAgent(ACERAgent):
+    """ACER for Box actions (Wang et al. 2016, section 4): the same acting, replay and update
+    schedule, with the Gaussian policy and SDN critic of :class:`NN.networks.SDNet`.
+
+    Acting samples a = m(x) + sigma * eps from the local policy; the replay keeps that sample
+    (the environment receives it clipped into the box) and mu's mean and std. Each update
+    draws a'_i ~ f(.|x_i) for the bias correction and ``sdn_samples`` actions u_j ~ f(.|x_i)
+    for the SDN's mean advantage from the current policy, with the worker's torch generator.
+    """
+
+    def act(self, obs) -> np.ndarray:
+        with torch.no_grad():
+            mean, std = self.local_net.policy(torch.from_numpy(np.asarray(obs)).unsqueeze(0))
+            action = mean[0] + std[0] * torch.randn_like(mean[0])
+        self._mu = torch.cat([mean[0], std[0]])
+        return action.numpy()
+
+    @torch.no_grad()
+    def value(self, obs) -> float:
+        """V(x) from the SDN critic."""
+        return float(self.local_net.value(torch.from_numpy(np.asarray(obs)).unsqueeze(0))[0])
+
+    def update(self, trajectory: dict[str, np.ndarray], sync: bool = True) -> dict[str, float] | None:
+        """One continuous ACER update of the shared network on ``trajectory``."""
+        cfg, net = self.cfg, self.local_net
+        if sync:
+            self.sync()
+        states = torch.from_numpy(trajectory["states"])
+        rewards = torch.from_numpy(trajectory["rewards"] + cfg.gamma * trajectory["truncation_values"])
+        actions = torch.from_numpy(trajectory["actions"])
+        mus = torch.from_numpy(trajectory["mus"])
+        d = actions.shape[-1]
+        mean, std = net.policy(states[:-1])
+        with torch.no_grad():
+            average_mean, _ = self.average_net.policy(states[:-1])
+            bootstrap_value = net.value(states[-1:])[0]
+            m, s = mean.detach(), std.detach()
+            actions_prime = m + s * torch.randn_like(m)                              # a'_i ~ f
+            samples = m.unsqueeze(1) + s.unsqueeze(1) * torch.randn(m.shape[0], cfg.sdn_samples, d)
+        candidates = torch.cat([actions.unsqueeze(1), actions_prime.unsqueeze(1), samples], dim=1)
+        values, advantages = net.critic(states[:-1], candidates)
+        loss, stats = continuous_acer_loss(
+            mean, std, average_mean, values, advantages[:, 0], advantages[:, 1], advantages[:, 2:],
+            actions, actions_prime, mus[:, :d], mus[:, d:], rewards,
+            torch.from_numpy(trajectory["dones"]), bootstrap_value, gamma=cfg.gamma, c=cfg.c,
+            delta=cfg.delta, critic_coef=cfg.critic_coef, trust_region=cfg.trust_region)
         grad_norm = apply_gradients(loss, self.local_params, self.optimizer, cfg.max_grad_norm,
                                     self.counters, self.worker_id)
         if grad_norm is None:

@@ -26,6 +26,8 @@ between T and the action dimension A.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -141,4 +143,87 @@ def acer_loss(logits: torch.Tensor, q: torch.Tensor, average_logits: torch.Tenso
                      + (correction * f * log_policy.detach() * (q.detach() - values.unsqueeze(-1))).sum(-1))
     stats = {"policy_loss": -objective.mean(), "value_loss": value_loss.detach(),
              "entropy": mean_entropy.detach(), "rho_mean": rho_bar.mean()}
+    return loss, stats
+
+
+# --- Continuous actions (Wang et al. 2016, section 4 and Algorithm 2 of the appendix) -------
+#
+# The policy f(.|x) = N(m(x), diag(sigma^2)) with a fixed sigma, so the statistics phi the
+# trust region works on are the mean m alone. The critic is a Stochastic Dueling Network:
+#     Q~(x, a) = V(x) + A(x, a) - 1/n sum_j A(x, u_j),   u_j ~ f(.|x)
+# For a trajectory with actions a_i ~ mu(.|x_i) (also Gaussian; its mean and std are stored):
+# * rho_i = f(a_i|x_i) / mu(a_i|x_i); traces c_i = min(1, rho_i^(1/d)) with d the action size
+# * Q_ret: the Retrace recursion above with c_i and Q~(x_i, a_i), bootstrapped from V(x_k)
+# * Q_opc: the same recursion with every c_i = 1 (used in the policy gradient)
+# * g_i = min(c, rho_i) (Q_opc_i - V_i) grad_m log f(a_i)
+#       + [1 - c / rho_i(a'_i)]_+ (Q~(x_i, a'_i) - V_i) grad_m log f(a'_i),   a'_i ~ f(.|x_i)
+#   with grad_m log f(a) = (a - m) / sigma^2
+# * k_i = grad_m KL(f_avg || f) = (m - m_avg) / sigma^2; z_i = the projection above
+# * critic: (Q_ret_i - Q~(x_i, a_i)) grad Q~ + min(1, rho_i) (Q_ret_i - Q~(x_i, a_i)) grad V,
+#   the gradient of 1/2 (Q_ret - Q~)^2 + 1/2 (V_target - V)^2 with
+#   V_target = min(1, rho_i) (Q_ret_i - Q~(x_i, a_i)) + V(x_i) held constant.
+
+
+def diag_gaussian_log_prob(mean: torch.Tensor, std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log N(a; m, diag(std^2)), summed over the last (action) dimension."""
+    z = (actions - mean) / std
+    return (-0.5 * z.pow(2) - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def diag_gaussian_entropy(std: torch.Tensor) -> torch.Tensor:
+    """H(N(m, diag(std^2))) = sum_j (1/2 + 1/2 log(2 pi) + log std_j)."""
+    return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(std)).sum(-1)
+
+
+def continuous_acer_loss(mean: torch.Tensor, std: torch.Tensor, average_mean: torch.Tensor,
+                         values: torch.Tensor, adv_taken: torch.Tensor, adv_prime: torch.Tensor,
+                         adv_samples: torch.Tensor, actions: torch.Tensor, actions_prime: torch.Tensor,
+                         mu_mean: torch.Tensor, mu_std: torch.Tensor, rewards: torch.Tensor,
+                         dones: torch.Tensor, bootstrap_value: torch.Tensor, *, gamma: float, c: float,
+                         delta: float, critic_coef: float, trust_region: bool = True
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The scalar loss whose gradient is one continuous ACER update on a trajectory.
+
+    Shapes: ``mean``, ``std``, ``average_mean``, ``actions`` (a_i), ``actions_prime`` (a'_i ~ f),
+    ``mu_mean``, ``mu_std``: [T, d]; ``values`` V(x_i), ``adv_taken`` A(x_i, a_i), ``adv_prime``
+    A(x_i, a'_i), ``rewards``, ``dones``: [T]; ``adv_samples`` A(x_i, u_j): [T, n];
+    ``bootstrap_value``: V(x_k). The std is the paper's fixed one (no gradient is taken
+    through it, and there is no entropy bonus: the entropy is a constant).
+
+    loss = -mean_i (z_i . m_i) + critic_coef * mean_i [(Q_ret_i - Q~_i)^2 + (V_target_i - V_i)^2]
+    (terms averaged over the T steps, as in the discrete loss).
+    """
+    d = mean.shape[-1]
+    m, sigma = mean.detach(), std.detach()
+    log_rho = diag_gaussian_log_prob(m, sigma, actions) - diag_gaussian_log_prob(mu_mean, mu_std, actions)
+    log_rho_prime = (diag_gaussian_log_prob(m, sigma, actions_prime)
+                     - diag_gaussian_log_prob(mu_mean, mu_std, actions_prime))
+    trace = torch.exp(torch.clamp(log_rho / d, max=0.0))            # c_i = min(1, rho_i^(1/d))
+    rho_bar = torch.exp(torch.clamp(log_rho, max=0.0))              # min(1, rho_i)
+    truncated_rho = torch.exp(torch.clamp(log_rho, max=math.log(c)))  # min(c, rho_i)
+    correction = torch.clamp(1.0 - c * torch.exp(-log_rho_prime), min=0.0)  # [1 - c/rho(a')]_+
+    baseline = adv_samples.mean(-1)
+    q_tilde = values + adv_taken - baseline                         # Q~(x_i, a_i), with gradient
+    v = values.detach()
+    q_tilde_prime = v + adv_prime.detach() - baseline.detach()      # Q~(x_i, a'_i)
+    q_ret = retrace_targets(rewards, dones, q_tilde, v, trace, bootstrap_value, gamma)
+    q_opc = retrace_targets(rewards, dones, q_tilde, v, torch.ones_like(trace), bootstrap_value, gamma)
+    variance = sigma.pow(2)
+    g = ((truncated_rho * (q_opc - v)).unsqueeze(-1) * (actions - m) / variance
+         + (correction * (q_tilde_prime - v)).unsqueeze(-1) * (actions_prime - m) / variance)
+    if trust_region:
+        k = (m - average_mean.detach()) / variance
+        z = trust_region_projection(g, k, delta)
+    else:
+        z = g
+    policy_loss = -(z.detach() * mean).sum(-1).mean()
+    q_error = q_ret - q_tilde
+    v_target = rho_bar * q_error.detach() + v
+    value_loss = (q_error.pow(2) + (v_target - values).pow(2)).mean()
+    loss = policy_loss + critic_coef * value_loss
+    with torch.no_grad():  # the policy objective as a number to log
+        objective = (truncated_rho * diag_gaussian_log_prob(m, sigma, actions) * (q_opc - v)
+                     + correction * diag_gaussian_log_prob(m, sigma, actions_prime) * (q_tilde_prime - v))
+    stats = {"policy_loss": -objective.mean(), "value_loss": value_loss.detach(),
+             "entropy": diag_gaussian_entropy(sigma).mean(), "rho_mean": rho_bar.mean()}
     return loss, stats

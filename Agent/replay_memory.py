@@ -27,8 +27,12 @@ import numpy as np
 class ReplayMemory:
     """Ring buffer of steps holding ``capacity`` trajectories of length ``k``."""
 
-    def __init__(self, capacity: int, k: int, frame_shape: tuple[int, ...], n_actions: int,
-                 stack: int = 1, frame_dtype=np.uint8):
+    def __init__(self, capacity: int, k: int, frame_shape: tuple[int, ...], mu_width: int,
+                 stack: int = 1, frame_dtype=np.uint8, action_shape: tuple[int, ...] = (),
+                 action_dtype=np.int64):
+        """``mu_width``: numbers describing the behaviour policy per step (the action
+        probabilities, or a Gaussian's means then standard deviations); ``action_shape`` and
+        ``action_dtype``: () and int64 for discrete actions, (d,) and float32 for a Box."""
         if capacity < 1 or k < 1 or stack < 1:
             raise ValueError("replay capacity, k and stack must be at least 1")
         self.capacity, self.k, self.stack = capacity, k, stack
@@ -36,10 +40,10 @@ class ReplayMemory:
         self.size = capacity * k + k + stack - 1
         self.frames = np.zeros((self.size, *self.frame_shape), dtype=frame_dtype)
         self.first = np.zeros(self.size, dtype=bool)
-        self.actions = np.zeros(self.size, dtype=np.int64)
+        self.actions = np.zeros((self.size, *action_shape), dtype=action_dtype)
         self.rewards = np.zeros(self.size, dtype=np.float32)
         self.dones = np.zeros(self.size, dtype=bool)
-        self.mus = np.zeros((self.size, n_actions), dtype=np.float32)
+        self.mus = np.zeros((self.size, mu_width), dtype=np.float32)
         self.truncation_values = np.zeros(self.size, dtype=np.float32)
         self.n_frames = 0        # frames written (the step index of the next frame)
         self.n_transitions = 0   # transitions written
@@ -53,7 +57,7 @@ class ReplayMemory:
         self.first[slot] = first
         self.n_frames += 1
 
-    def add_transition(self, action: int, reward: float, done: bool, mu: np.ndarray,
+    def add_transition(self, action, reward: float, done: bool, mu: np.ndarray,
                        truncation_value: float = 0.0) -> None:
         """Store what was done from the last added state.
 

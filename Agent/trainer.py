@@ -22,7 +22,7 @@ from Agent.worker import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SKIPPED,
                           worker_entry)
 from NN.networks import build_network
 from NN.shared_adam import SharedAdam
-from Utils.atari_wrappers import make_env
+from Utils.atari_wrappers import box_bounds, make_env
 from Utils.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, save_checkpoint
 from Utils.config import Config
 from Utils.logger import RunLogger
@@ -48,16 +48,20 @@ def _signal_name(exitcode: int) -> str:
     return ""
 
 
-def env_spec(cfg: Config) -> tuple[tuple[int, ...], int, int]:
-    """Observation shape, action count and bytes per observation value of the training
+def env_spec(cfg: Config) -> tuple[tuple[int, ...], int, int, tuple | None]:
+    """Observation shape, action count (or a Box's dimension), bytes per observation value and
+    the action bounds ((low, high) lists for a Box, None for discrete actions) of the training
     environment."""
     env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
     try:
+        obs = (tuple(env.observation_space.shape), int(env.observation_space.dtype.itemsize))
+        bounds = box_bounds(env)
+        if bounds is not None:
+            return obs[0], len(bounds[0]), obs[1], bounds
         if not hasattr(env.action_space, "n"):
-            raise ValueError(f"--algo {cfg.algo} needs a discrete action space; "
+            raise ValueError(f"--algo {cfg.algo} needs a discrete or Box action space; "
                              f"{cfg.env_name} has {env.action_space}")
-        return (tuple(env.observation_space.shape), int(env.action_space.n),
-                int(env.observation_space.dtype.itemsize))
+        return obs[0], int(env.action_space.n), obs[1], None
     finally:
         env.close()
 
@@ -80,13 +84,15 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: str, log_dir: str, resume_state: dict | None = None,
                  spec: tuple | None = None):
         self.cfg, self.run_dir, self.log_dir = cfg, run_dir, log_dir
-        self.obs_shape, self.n_actions, _ = spec or env_spec(cfg)
+        self.obs_shape, self.n_actions, _, self.action_bounds = spec or env_spec(cfg)
         torch.manual_seed(cfg.seed)
-        self.global_net = build_network(cfg.algo, self.obs_shape, self.n_actions, cfg.to_dict())
+        self.global_net = build_network(cfg.algo, self.obs_shape, self.n_actions, cfg.to_dict(),
+                                    self.action_bounds)
         self.global_net.share_memory()
         self.average_net = None  # ACER's average policy network
         if cfg.algo == "acer":
-            self.average_net = build_network(cfg.algo, self.obs_shape, self.n_actions, cfg.to_dict())
+            self.average_net = build_network(cfg.algo, self.obs_shape, self.n_actions, cfg.to_dict(),
+                                    self.action_bounds)
             self.average_net.load_state_dict(self.global_net.state_dict())
             self.average_net.share_memory()
         self.optimizer = SharedAdam(self.global_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
@@ -140,6 +146,8 @@ class Trainer:
         }
         if self.average_net is not None:
             state["average_model"] = self.average_net.state_dict()
+        if self.action_bounds is not None:
+            state["action_low"], state["action_high"] = map(list, self.action_bounds)
         return state
 
     def save(self) -> bool:

@@ -71,8 +71,10 @@ def worker_seed(seed: int, worker_id: int, iteration: int) -> int:
 def make_agent(cfg, global_net, average_net, optimizer, counters, worker_id, env, rng):
     """The agent for ``cfg.algo``."""
     if cfg.algo == "acer":
-        from Agent.acer_agent import ACERAgent
-        return ACERAgent(cfg, global_net, average_net, optimizer, counters, worker_id, env, rng)
+        from Agent.acer_agent import ACERAgent, ContinuousACERAgent
+        from Utils.atari_wrappers import box_bounds
+        agent_class = ACERAgent if box_bounds(env) is None else ContinuousACERAgent
+        return agent_class(cfg, global_net, average_net, optimizer, counters, worker_id, env, rng)
     if cfg.algo == "a3c":
         from Agent.a3c_agent import A3CAgent
         return A3CAgent(cfg, global_net, optimizer, counters, worker_id, env)
@@ -119,7 +121,7 @@ def run_worker(worker_id: int, cfg, global_net, average_net, optimizer: SharedAd
             if first_step:  # for the start-up time the main process reports
                 queue.put(("started", worker_id, time.time()))
                 first_step = False
-            agent.record(action, reward, terminated, truncated, obs)
+            agent.record(action, reward * cfg.reward_scale, terminated, truncated, obs)
             mine[STEPS] += 1
             if "episode" in info:
                 mine[EPISODES] += 1

@@ -1,4 +1,6 @@
-"""Networks: ACER's (policy and Q heads) and A3C's (policy and value heads, LSTM or fc core).
+"""Networks: ACER's (policy and Q heads) and A3C's (policy and value heads, LSTM or fc core),
+and for continuous (Box) actions A3C's Gaussian policy with a value critic and ACER's Gaussian
+policy with a Stochastic Dueling Network critic.
 
 Each takes images (uint8 stacks, scaled by 1/255 inside) or flat vectors (an
 MLP trunk). The policy is ``softmax(logits)``; callers take ``log_softmax``
@@ -7,6 +9,8 @@ Both expose ``initial_hidden()`` and ``step(obs, hidden) -> (logits, hidden)``
 so that play and acting code need not know which network they hold.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -189,12 +193,172 @@ class A3CNet(nn.Module):
         return self.policy_head(x), self.value_head(x).squeeze(-1)
 
 
-def build_network(algo: str, obs_shape: tuple[int, ...], n_actions: int, config: dict) -> nn.Module:
-    """The network ``algo`` uses, sized by the run's ``config`` (a dict of its settings)."""
+class _BoundedMean(nn.Module):
+    """A Gaussian policy's mean, squashed into the action box: center + scale * tanh(head(h))."""
+
+    def __init__(self, features: int, action_low, action_high):
+        super().__init__()
+        low = torch.as_tensor(action_low, dtype=torch.get_default_dtype())
+        high = torch.as_tensor(action_high, dtype=torch.get_default_dtype())
+        self.head = nn.Linear(features, low.numel())
+        self.register_buffer("center", (high + low) / 2)
+        self.register_buffer("scale", (high - low) / 2)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.center + self.scale * torch.tanh(self.head(h))
+
+
+def _mlp(n_in: int, hidden: int, layers: int = 2) -> nn.Sequential:
+    modules: list[nn.Module] = []
+    for i in range(layers):
+        modules += [nn.Linear(n_in if i == 0 else hidden, hidden), nn.ReLU()]
+    return nn.Sequential(*modules)
+
+
+def _check_box(obs_shape, action_low, action_high) -> None:
+    if network_kind(obs_shape) != "mlp":
+        raise ValueError(f"continuous actions need vector observations, got shape {tuple(obs_shape)}")
+    low, high = torch.as_tensor(action_low), torch.as_tensor(action_high)
+    if not (torch.isfinite(low).all() and torch.isfinite(high).all() and (high > low).all()):
+        raise ValueError("continuous actions need a bounded action box (finite low < high), got "
+                         f"low {low.tolist()}, high {high.tolist()}")
+
+
+class GaussianA3CNet(nn.Module):
+    """A3C for continuous actions: a diagonal Gaussian policy and a value critic, as two MLPs
+    (two hidden layers of ``mlp_hidden``; the original's continuous A3C also kept the critic
+    separate). The mean is ``center + scale * tanh(.)``, inside the action box; the standard
+    deviation is state-dependent, ``softplus(.) + min_std`` (times the box's half-width).
+
+    The interface matches :class:`A3CNet` with the policy given as ``(mean, std)``; there is
+    no recurrent state (``hidden`` is always None).
+    """
+
+    recurrent = False
+
+    def __init__(self, obs_shape: tuple[int, ...], action_low, action_high, mlp_hidden: int = 128,
+                 min_std: float = 1e-3):
+        super().__init__()
+        _check_box(obs_shape, action_low, action_high)
+        self.obs_shape = tuple(obs_shape)
+        self.n_actions = len(action_low)
+        self.kind = "a3c_mlp_gaussian"
+        (n_in,) = obs_shape
+        self.actor = _mlp(n_in, mlp_hidden)
+        self.mean_head = _BoundedMean(mlp_hidden, action_low, action_high)
+        self.std_head = nn.Linear(mlp_hidden, self.n_actions)
+        self.critic = nn.Sequential(_mlp(n_in, mlp_hidden), nn.Linear(mlp_hidden, 1))
+        self.min_std = min_std
+        _init_weights(self.actor, [self.mean_head.head, self.std_head])
+        _init_weights(self.critic[0], [self.critic[1]])
+        with torch.no_grad():  # start near mean = center, std = half the box's half-width
+            self.mean_head.head.weight.mul_(0.1)
+            self.std_head.weight.mul_(0.1)
+            self.std_head.bias.fill_(math.log(math.expm1(0.5)))
+
+    def initial_hidden(self, batch: int = 1) -> None:
+        return None
+
+    def policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, std)``, each [B, d]."""
+        h = self.actor(obs.to(self.std_head.weight.dtype))
+        std = (torch.nn.functional.softplus(self.std_head(h)) + self.min_std) * self.mean_head.scale
+        return self.mean_head(h), std
+
+    def forward(self, obs: torch.Tensor, hidden=None):
+        """``((mean, std), value [B], None)``."""
+        value = self.critic(obs.to(self.std_head.weight.dtype)).squeeze(-1)
+        return self.policy(obs), value, None
+
+    def step(self, obs: torch.Tensor, hidden=None):
+        return self.policy(obs), None
+
+    def unroll(self, obs: torch.Tensor, hidden, starts: torch.Tensor):
+        """``((mean, std) [T, d], values [T])`` for a rollout (no state to carry)."""
+        policy, value, _ = self(obs)
+        return policy, value
+
+
+class SDNet(nn.Module):
+    """ACER for continuous actions (Wang et al. 2016, section 4): a diagonal Gaussian policy
+    with a fixed standard deviation and a Stochastic Dueling Network critic.
+
+    * policy: MLP -> mean ``center + scale * tanh(.)``; std = ``policy_std`` times the box's
+      half-width, fixed (the paper's choice: the policy statistics phi are the mean alone)
+    * critic: MLP trunk h(x) -> V(x), and A(x, a) = MLP([h(x), (a - center) / scale]) -> scalar.
+      The SDN estimate Q~(x, a) = V(x) + A(x, a) - 1/n sum_j A(x, u_j), u_j ~ f(.|x), is formed
+      by the loss, which draws the u_j.
+
+    The actor and critic share no layers, a departure from the Atari network where one trunk
+    feeds both heads; for low-dimensional control it keeps the critic's larger gradients out
+    of the policy's features.
+    """
+
+    def __init__(self, obs_shape: tuple[int, ...], action_low, action_high, mlp_hidden: int = 128,
+                 policy_std: float = 0.3):
+        super().__init__()
+        _check_box(obs_shape, action_low, action_high)
+        self.obs_shape = tuple(obs_shape)
+        self.n_actions = len(action_low)
+        self.kind = "acer_mlp_sdn"
+        (n_in,) = obs_shape
+        self.actor = _mlp(n_in, mlp_hidden)
+        self.mean_head = _BoundedMean(mlp_hidden, action_low, action_high)
+        self.register_buffer("std", policy_std * self.mean_head.scale.clone())
+        self.critic_trunk = _mlp(n_in, mlp_hidden)
+        self.value_head = nn.Linear(mlp_hidden, 1)
+        self.advantage = nn.Sequential(nn.Linear(mlp_hidden + self.n_actions, mlp_hidden), nn.ReLU(),
+                                       nn.Linear(mlp_hidden, 1))
+        _init_weights(self.actor, [self.mean_head.head])
+        with torch.no_grad():  # start near mean = center
+            self.mean_head.head.weight.mul_(0.1)
+        _init_weights(self.critic_trunk, [self.value_head])
+        _init_weights(self.advantage[:2], [self.advantage[2]])
+
+    def initial_hidden(self, batch: int = 1) -> None:
+        return None
+
+    def policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean [B, d], std [B, d])``."""
+        mean = self.mean_head(self.actor(obs.to(self.value_head.weight.dtype)))
+        return mean, self.std.expand_as(mean)
+
+    def critic(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """V(x) [B] and A(x, a) [B, m] for ``actions`` [B, m, d] (m actions per state)."""
+        h = self.critic_trunk(obs.to(self.value_head.weight.dtype))
+        a = (actions - self.mean_head.center) / self.mean_head.scale
+        pairs = torch.cat([h.unsqueeze(1).expand(-1, a.shape[1], -1), a.to(h.dtype)], dim=-1)
+        return self.value_head(h).squeeze(-1), self.advantage(pairs).squeeze(-1)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(x) [B] alone."""
+        return self.value_head(self.critic_trunk(obs.to(self.value_head.weight.dtype))).squeeze(-1)
+
+    def step(self, obs: torch.Tensor, hidden=None):
+        return self.policy(obs), None
+
+
+def build_network(algo: str, obs_shape: tuple[int, ...], n_actions: int, config: dict,
+                  action_bounds: tuple | None = None) -> nn.Module:
+    """The network ``algo`` uses, sized by the run's ``config`` (a dict of its settings).
+
+    ``action_bounds`` = (low, high) lists for a Box action space (``n_actions`` is then its
+    dimension): the continuous networks; None for discrete actions."""
     mlp_hidden = int(config.get("mlp_hidden", 128))
-    if algo == "acer":
+    if action_bounds is not None:
+        low, high = action_bounds
+        if len(low) != n_actions or len(high) != n_actions:
+            raise ValueError(f"action bounds of length {len(low)} for {n_actions} action dimensions")
+        if algo == "acer":
+            return SDNet(obs_shape, low, high, mlp_hidden, float(config.get("policy_std", 0.3)))
+        if algo == "a3c":
+            if bool(config.get("recurrent", False)):
+                raise ValueError("continuous A3C has no recurrent network; set recurrent: false "
+                                 "(--no_recurrent)")
+            return GaussianA3CNet(obs_shape, low, high, mlp_hidden)
+    elif algo == "acer":
         return ACERNet(obs_shape, n_actions, mlp_hidden)
-    if algo == "a3c":
+    elif algo == "a3c":
         return A3CNet(obs_shape, n_actions, bool(config.get("recurrent", True)),
                       int(config.get("hidden_size", 256)), mlp_hidden)
     raise ValueError(f"no network for algorithm '{algo}'")

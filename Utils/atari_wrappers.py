@@ -21,8 +21,10 @@ Written here because Gymnasium lacks them with these semantics:
 * :class:`FireReset`: presses FIRE (then action 2) after every reset for games
   that wait for it.
 
-Vector-observation environments (CartPole-v1, ...) get only the episode
-statistics wrapper.
+Vector-observation environments (CartPole-v1, Pendulum-v1, MuJoCo, ...) get only
+the episode statistics wrapper and, for Box actions, ``ClipAction``: the agent
+samples from an unbounded Gaussian and learns from that sample, while the
+environment receives it clipped into the box.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ import importlib
 import ale_py
 import gymnasium as gym
 import numpy as np
-from gymnasium.wrappers import (AtariPreprocessing, FrameStackObservation,
+from gymnasium.wrappers import (AtariPreprocessing, ClipAction, FrameStackObservation,
                                 RecordEpisodeStatistics, TransformReward)
 
 gym.register_envs(ale_py)
@@ -132,7 +134,8 @@ def make_env(env_id: str, training: bool = True, frame_stack: int = 4,
     """
     check_env_id(env_id)
     if not is_atari(env_id):
-        return RecordEpisodeStatistics(gym.make(env_id, render_mode=render_mode))
+        env = RecordEpisodeStatistics(gym.make(env_id, render_mode=render_mode))
+        return ClipAction(env) if isinstance(env.action_space, gym.spaces.Box) else env
     # obs_type="grayscale" spares the base env an RGB copy per frame; the
     # preprocessing wrapper reads the screen from the emulator itself.
     env = gym.make(env_id, obs_type="grayscale", render_mode=render_mode)
@@ -151,6 +154,29 @@ def make_env(env_id: str, training: bool = True, frame_stack: int = 4,
     return FrameStackObservation(env, frame_stack, padding_type="reset")
 
 
+def box_bounds(env: gym.Env) -> tuple[list[float], list[float]] | None:
+    """``(low, high)`` of a Box action space as lists (read below ``ClipAction``, which
+    widens the space it reports to +-inf); None for other action spaces."""
+    e = env
+    while isinstance(e, gym.Wrapper) and not isinstance(e, ClipAction):
+        e = e.env
+    space = e.env.action_space if isinstance(e, ClipAction) else env.action_space
+    if not isinstance(space, gym.spaces.Box):
+        return None
+    return space.low.astype(float).tolist(), space.high.astype(float).tolist()
+
+
+def has_box_actions(env_id: str) -> bool:
+    """True when ``env_id``'s action space is a Box (continuous actions)."""
+    if is_atari(env_id):
+        return False
+    env = gym.make(env_id)
+    try:
+        return isinstance(env.action_space, gym.spaces.Box)
+    finally:
+        env.close()
+
+
 # Attributes that carry state from one step to the next, per wrapper type (the rest is
 # configuration fixed at construction). Used to snapshot and restore an environment exactly.
 _WRAPPER_STATE = {
@@ -162,6 +188,10 @@ _WRAPPER_STATE = {
     gym.wrappers.common.OrderEnforcing: ("_has_reset",),
     gym.wrappers.common.PassiveEnvChecker: ("checked_reset", "checked_step", "checked_data_reuse"),
 }
+
+
+# MuJoCo data fields that carry a simulation from one step to the next.
+_MUJOCO_STATE = ("qpos", "qvel", "act", "qacc_warmstart", "time")
 
 
 def _plain(value):
@@ -206,6 +236,8 @@ def env_state(env: gym.Env) -> dict:
     else:
         state["base"] = {k: _plain(v) for k, v in vars(e).items()
                          if isinstance(v, (np.ndarray, bool, int, float, type(None))) and not k.startswith("_np")}
+    if hasattr(e, "data") and hasattr(e, "set_state"):  # MuJoCo: the simulator's state
+        state["mujoco"] = {name: _plain(np.array(getattr(e.data, name))) for name in _MUJOCO_STATE}
     return state
 
 
@@ -222,3 +254,9 @@ def restore_env_state(env: gym.Env, state: dict) -> None:
     else:
         for name, value in state["base"].items():
             setattr(e, name, _unplain(value, getattr(e, name)))
+    if "mujoco" in state:
+        saved = {name: _unplain(value, None) for name, value in state["mujoco"].items()}
+        e.set_state(saved["qpos"], saved["qvel"])
+        for name in ("act", "qacc_warmstart"):
+            getattr(e.data, name)[:] = saved[name]
+        e.data.time = float(saved["time"])

@@ -95,7 +95,7 @@ def load_checkpoint(path: str) -> dict:
 
 PRETRAINED_DIR = "Pre-Trained Weights"
 WEIGHT_KEYS = ("format_version", "algo", "env_name", "obs_shape", "n_actions", "network_kind",
-               "config", "counters", "model")
+               "config", "counters", "model", "action_low", "action_high")
 
 
 def game_name(env_name: str) -> str:

@@ -50,6 +50,7 @@ class Config:
     max_grad_norm: float = 40.0
     frame_stack: int = 4
     mlp_hidden: int = 128
+    reward_scale: float = 1.0     # training rewards are multiplied by this (Atari: after sign clipping)
     # ACER only (training_configs.yml: acer)
     k: int = 20
     total_memory_size: int = 600_000
@@ -58,6 +59,8 @@ class Config:
     trust_region: bool = True
     replay_ratio: float = 4.0
     polyak: float = 0.01
+    policy_std: float = 0.3       # continuous ACER: the Gaussian policy's fixed std, in half-widths of the action box
+    sdn_samples: int = 5          # continuous ACER: actions u_j ~ f drawn for the SDN critic's mean advantage
     # A3C only (training_configs.yml: a3c)
     recurrent: bool = True          # LSTM policy (the original's); false: the paper's feed-forward net
     total_update_period: int = 80   # recurrent: each worker's rollout is this // n_workers steps
@@ -103,6 +106,9 @@ class Config:
              f"--total_update_period must be at least 1, got {self.total_update_period}"),
             (self.t_max >= 1, f"--t_max must be at least 1, got {self.t_max}"),
             (self.hidden_size >= 1, f"--hidden_size must be at least 1, got {self.hidden_size}"),
+            (self.reward_scale > 0, f"--reward_scale must be positive, got {self.reward_scale}"),
+            (self.policy_std > 0, f"--policy_std must be positive, got {self.policy_std}"),
+            (self.sdn_samples >= 1, f"--sdn_samples must be at least 1, got {self.sdn_samples}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -120,7 +126,7 @@ HYPERPARAMETER_KEYS = tuple(f.name for f in fields(Config) if f.name not in RUN_
 # Keys that only one algorithm reads; every other hyperparameter is shared.
 ALGO_ONLY_KEYS = {
     "acer": ("k", "total_memory_size", "c", "delta", "trust_region", "replay_ratio", "polyak",
-             "save_replay"),
+             "save_replay", "policy_std", "sdn_samples"),
     "a3c": ("recurrent", "total_update_period", "t_max", "hidden_size"),
 }
 # Where an algorithm's default differs from the dataclass default (the original's A3C table).
@@ -142,8 +148,14 @@ def check_keys_for_algo(algo: str, keys) -> None:
             raise ConfigError(f"--{key} is a setting of --algo {owner}; --algo {algo} does not use it")
 
 
-def read_yaml_section(path: str, algo: str) -> dict:
-    """The ``algo`` section of a config YAML, checked for unknown keys and types."""
+def continuous_section(algo: str) -> str:
+    """The YAML section whose values apply on top of ``algo``'s for Box action spaces."""
+    return f"{algo}_continuous"
+
+
+def read_yaml_section(path: str, algo: str, section_name: str | None = None) -> dict:
+    """The ``section_name`` section (default: ``algo``'s) of a config YAML, checked for unknown
+    keys and for settings ``algo`` does not read and converted to their types."""
     try:
         with open(path) as fh:
             table = yaml.safe_load(fh)
@@ -151,17 +163,18 @@ def read_yaml_section(path: str, algo: str) -> dict:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(table, dict) or not isinstance(table.get(algo), dict):
-        raise ConfigError(f"config file {path} has no '{algo}:' section")
-    section = table[algo]
+    name = section_name or algo
+    if not isinstance(table, dict) or not isinstance(table.get(name), dict):
+        raise ConfigError(f"config file {path} has no '{name}:' section")
+    section = table[name]
     types = {f.name: f.type for f in fields(Config)}
     allowed = algo_keys(algo)
     for key, value in section.items():
         if key not in HYPERPARAMETER_KEYS:
-            raise ConfigError(f"unknown key '{key}' in the '{algo}' section of {path}")
+            raise ConfigError(f"unknown key '{key}' in the '{name}' section of {path}")
         if key not in allowed:
-            raise ConfigError(f"key '{key}' in the '{algo}' section of {path} is not a setting of {algo}")
-        section[key] = _coerce(key, value, types[key], f"{path}: {algo}.{key}")
+            raise ConfigError(f"key '{key}' in the '{name}' section of {path} is not a setting of {algo}")
+        section[key] = _coerce(key, value, types[key], f"{path}: {name}.{key}")
     return section
 
 
@@ -190,13 +203,16 @@ def _coerce(key: str, value, type_name: str, where: str):
         raise ConfigError(f"{where} must be a {type_name}, got {value!r}") from None
 
 
-def load_config(yaml_path: str, algo: str, overrides: dict) -> Config:
-    """Defaults <- YAML section for ``algo`` <- ``overrides`` (values not None), validated."""
+def load_config(yaml_path: str, algo: str, overrides: dict, continuous: bool = False) -> Config:
+    """Defaults <- YAML section for ``algo`` [<- its ``<algo>_continuous`` section, for Box
+    action spaces] <- ``overrides`` (values not None), validated."""
     if algo not in ALGOS:
         raise ConfigError(f"--algo must be one of {', '.join(ALGOS)}, got '{algo}'")
     values = Config(algo=algo).to_dict()
     values.update(ALGO_DEFAULTS[algo])
     values.update(read_yaml_section(yaml_path, algo))
+    if continuous:
+        values.update(read_yaml_section(yaml_path, algo, continuous_section(algo)))
     types = {f.name: f.type for f in fields(Config)}
     for key, value in overrides.items():
         if value is not None:
@@ -213,23 +229,27 @@ MAIN_BYTES = int(0.25 * 2**30)
 
 
 def replay_bytes_per_transition(obs_shape: tuple[int, ...], itemsize: int, n_actions: int,
-                                frame_stack: int) -> int:
+                                frame_stack: int, continuous: bool = False) -> int:
     """What ACER's replay stores per step: the newest frame of an image stack (or the whole
-    vector observation), action, reward, done, episode start, mu and a truncation value."""
-    frame = obs_shape[1:] if len(obs_shape) == 3 else obs_shape
+    vector observation, as float32), action, reward, done, episode start, mu and a truncation
+    value. Continuous actions: ``n_actions`` floats per action, twice that for mu."""
+    image = len(obs_shape) == 3
+    frame = obs_shape[1:] if image else obs_shape
     n = 1
     for d in frame:
         n *= int(d)
-    return n * itemsize + 8 + 4 + 1 + 1 + 4 * n_actions + 4
+    action, mu = (4 * n_actions, 8 * n_actions) if continuous else (8, 4 * n_actions)
+    return n * (itemsize if image else 4) + action + 4 + 1 + 1 + mu + 4
 
 
-def check_memory(cfg: Config, obs_shape: tuple[int, ...], n_actions: int, itemsize: int) -> None:
+def check_memory(cfg: Config, obs_shape: tuple[int, ...], n_actions: int, itemsize: int,
+                 action_bounds=None) -> None:
     """Refuse a run whose workers and replay would not fit in the memory available now."""
     import psutil
     replay = 0
     if cfg.algo == "acer":
-        replay = cfg.total_memory_size * replay_bytes_per_transition(obs_shape, itemsize, n_actions,
-                                                                     cfg.frame_stack)
+        replay = cfg.total_memory_size * replay_bytes_per_transition(
+            obs_shape, itemsize, n_actions, cfg.frame_stack, continuous=action_bounds is not None)
     need = MAIN_BYTES + cfg.n_workers * WORKER_BYTES + replay
     available = psutil.virtual_memory().available
     if need > available:

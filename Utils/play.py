@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from NN.networks import build_network
-from Utils.atari_wrappers import make_env
+from Utils.atari_wrappers import box_bounds, make_env
 from Utils.checkpoint import CheckpointError
 
 
@@ -30,7 +30,7 @@ def build_policy(state: dict, env_name: str) -> torch.nn.Module:
     check_env_name(state, env_name)
     try:
         net = build_network(state.get("algo", "acer"), tuple(state["obs_shape"]),
-                            int(state["n_actions"]), state["config"])
+                            int(state["n_actions"]), state["config"], action_bounds(state))
     except ValueError as err:
         raise CheckpointError(f"cannot build the checkpoint's network: {err}") from None
     if net.kind != state.get("network_kind"):
@@ -43,6 +43,25 @@ def build_policy(state: dict, env_name: str) -> torch.nn.Module:
                               f"({net.kind}, {state['n_actions']} actions)") from None
     net.eval()
     return net
+
+
+def action_bounds(state: dict) -> tuple[list, list] | None:
+    """The Box bounds a continuous checkpoint was trained with (None: discrete actions)."""
+    if "action_low" not in state:
+        return None
+    return list(state["action_low"]), list(state["action_high"])
+
+
+def choose_action(policy, greedy: bool, generator: torch.Generator, bounds):
+    """An action from a network's policy output: logits (discrete) or ``(mean, std)`` (Box;
+    greedy is the mean; the action is clipped into the box)."""
+    if bounds is None:
+        if greedy:
+            return int(policy.argmax())
+        return int(torch.multinomial(torch.softmax(policy[0], -1), 1, generator=generator))
+    mean, std = policy
+    action = mean[0] if greedy else mean[0] + std[0] * torch.randn(mean.shape[1:], generator=generator)
+    return np.clip(action.numpy(), bounds[0], bounds[1]).astype(np.float32)
 
 
 class VideoRecorder:
@@ -115,6 +134,8 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
     # compete with the video encoder (and any training run): 20 ms per forward instead of 1.5.
     torch.set_num_threads(1)
     check_env_name(state, env_name)
+    if not display_available():  # MuJoCo renders off-screen through EGL where there is no display
+        os.environ.setdefault("MUJOCO_GL", "egl")
     frame_stack = int(state["config"].get("frame_stack", 4))
     env = make_env(env_name, training=False, frame_stack=frame_stack,
                    render_mode="rgb_array" if video_dir or render else None)
@@ -128,11 +149,15 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
             env.close()
             video_dir, render = None, False
             env = make_env(env_name, training=False, frame_stack=frame_stack)
+    bounds = action_bounds(state)
+    env_bounds = box_bounds(env)
+    n_env_actions = len(env_bounds[0]) if env_bounds else getattr(env.action_space, "n", None)
     if tuple(env.observation_space.shape) != tuple(state["obs_shape"]) or \
-            env.action_space.n != state["n_actions"]:
+            n_env_actions != state["n_actions"] or (bounds is None) != (env_bounds is None):
+        kind = "continuous" if bounds else "discrete"
         raise CheckpointError(f"checkpoint expects observations {tuple(state['obs_shape'])} and "
-                              f"{state['n_actions']} actions; {env_name} has "
-                              f"{env.observation_space.shape} and {env.action_space.n}")
+                              f"{state['n_actions']} {kind} actions; {env_name} has "
+                              f"{env.observation_space.shape} and {env.action_space}")
     net = build_policy(state, env_name)
     window = Window(env_name) if render else None
     generator = torch.Generator().manual_seed(seed)
@@ -156,11 +181,8 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
         hidden = net.initial_hidden()  # A3C's LSTM state, zeroed for each game
         while True:
             with torch.no_grad():
-                logits, hidden = net.step(torch.from_numpy(np.asarray(obs)).unsqueeze(0), hidden)
-            if greedy:
-                action = int(logits.argmax())
-            else:
-                action = int(torch.multinomial(torch.softmax(logits[0], -1), 1, generator=generator))
+                policy, hidden = net.step(torch.from_numpy(np.asarray(obs)).unsqueeze(0), hidden)
+            action = choose_action(policy, greedy, generator, bounds)
             obs, _, terminated, truncated, info = env.step(action)
             show_frame()
             if terminated or truncated:

@@ -14,7 +14,7 @@ def test_cartpole_two_workers_reaches_475(tmp_path, algo):
     """The 20-game evaluation mean of a 2-worker run reaches 475: ACER with its default
     hyperparameters, recurrent A3C with lr 1e-3 (its Atari default, 1e-4, is slow here)."""
     extra = ["--", "--lr", "1e-3"] if algo == "a3c" else []
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "cartpole.py"), "--algo", algo,
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "learning.py"), "--algo", algo,
                              "--n_workers", "2", "--max_minutes", "20", "--out", str(tmp_path), *extra],
                             capture_output=True, text=True, timeout=25 * 60)
     print(result.stdout[-3000:])

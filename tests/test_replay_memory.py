@@ -60,7 +60,7 @@ def test_sample_is_uniform_over_stored_trajectories_and_latest_is_newest():
 
 
 def test_vector_observations_and_capacity_accounting():
-    memory = ReplayMemory(capacity=3, k=4, frame_shape=(2,), n_actions=2, stack=1, frame_dtype=np.float32)
+    memory = ReplayMemory(capacity=3, k=4, frame_shape=(2,), mu_width=2, stack=1, frame_dtype=np.float32)
     assert len(memory) == 0
     for t in range(40):
         memory.add_frame(np.array([t, -t], np.float32), first=(t == 0))
@@ -79,5 +79,5 @@ def test_vector_observations_and_capacity_accounting():
 
 
 def test_bytes_per_transition_within_budget():
-    memory = ReplayMemory(capacity=100, k=20, frame_shape=(84, 84), n_actions=18, stack=4)
+    memory = ReplayMemory(capacity=100, k=20, frame_shape=(84, 84), mu_width=18, stack=4)
     assert memory.nbytes_per_transition() <= 7500

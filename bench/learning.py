@@ -1,4 +1,5 @@
-"""Learning check: ACER or A3C on CartPole-v1 until the 20-episode evaluation mean reaches a target.
+"""Learning check: ACER or A3C on an environment (default CartPole-v1) until the 20-episode
+evaluation mean reaches a target.
 
 Starts the real training command (``main.py --do_train``) in a subprocess,
 evaluates each new checkpoint over ``--eval_episodes`` full games while it
@@ -6,7 +7,10 @@ trains, and stops at the first evaluation whose mean reaches ``--target``.
 Prints the agent steps and minutes it took and keeps the passing checkpoint
 as ``passing.pth`` in the run folder.
 
-    python bench/cartpole.py [--algo acer|a3c] [--n_workers 2] [--max_minutes 20] [-- extra main.py flags]
+    python bench/learning.py [--algo acer|a3c] [--env_name CartPole-v1] [--n_workers 2]
+                             [--max_minutes 20] [--plot curve.png] [-- extra main.py flags]
+
+Default targets: CartPole-v1 475; Pendulum-v1 -200 for ACER and -400 for A3C.
 """
 from __future__ import annotations
 
@@ -29,11 +33,17 @@ from Utils.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from Utils.play import play  # noqa: E402
 
 
+DEFAULT_TARGETS = {("CartPole-v1", "acer"): 475.0, ("CartPole-v1", "a3c"): 475.0,
+                   ("Pendulum-v1", "acer"): -200.0, ("Pendulum-v1", "a3c"): -400.0}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", default="acer", choices=["acer", "a3c"])
+    p.add_argument("--env_name", default="CartPole-v1")
     p.add_argument("--n_workers", type=int, default=2)
-    p.add_argument("--target", type=float, default=475.0)
+    p.add_argument("--target", type=float, default=None, help="evaluation mean to reach")
+    p.add_argument("--plot", default=None, help="write the run's learning curve to this PNG")
     p.add_argument("--eval_episodes", type=int, default=20)
     p.add_argument("--max_minutes", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=123)
@@ -41,9 +51,14 @@ def main() -> int:
     p.add_argument("--out", default=None, help="folder for Models/ and Logs/ (default: a temp dir)")
     args, extra = p.parse_known_args()
     extra = [a for a in extra if a != "--"]
-    out = args.out or tempfile.mkdtemp(prefix=f"cartpole_{args.algo}_")
+    if args.target is None:
+        if (args.env_name, args.algo) not in DEFAULT_TARGETS:
+            p.error(f"give --target for {args.env_name}")
+        args.target = DEFAULT_TARGETS[args.env_name, args.algo]
+    game = args.env_name.split("-")[0].lower()
+    out = args.out or tempfile.mkdtemp(prefix=f"{game}_{args.algo}_")
     os.makedirs(out, exist_ok=True)
-    cmd = [sys.executable, os.path.join(ROOT, "main.py"), "--do_train", "--algo", args.algo, "--env_name", "CartPole-v1",
+    cmd = [sys.executable, os.path.join(ROOT, "main.py"), "--do_train", "--algo", args.algo, "--env_name", args.env_name,
            "--n_workers", str(args.n_workers), "--seed", str(args.seed), "--interval", "100",
            "--models_dir", os.path.join(out, "Models"), "--logs_dir", os.path.join(out, "Logs"), *extra]
     print("training:", " ".join(cmd), flush=True)
@@ -62,7 +77,7 @@ def main() -> int:
             except CheckpointError:
                 continue
             minutes = (time.time() - t0) / 60
-            scores = play(state, "CartPole-v1", args.eval_episodes, seed=10_000, greedy=args.greedy,
+            scores = play(state, args.env_name, args.eval_episodes, seed=10_000, greedy=args.greedy,
                           verbose=False)
             steps = state["counters"]["global_steps"]
             print(f"{minutes:6.2f} min  {steps:8d} steps  eval mean {np.mean(scores):6.1f} "
@@ -78,6 +93,12 @@ def main() -> int:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    if args.plot:
+        from Utils.plot import plot_runs
+        logs = glob.glob(os.path.join(out, "Logs", "*"))
+        if logs:
+            plot_runs(logs[:1], args.plot, [f"{args.algo} {args.env_name}"], x_axis="step")
+            print(f"learning curve: {args.plot}")
     if result is None:
         print(f"FAILED: no evaluation reached {args.target} within {args.max_minutes} min (run in {out})")
         return 1

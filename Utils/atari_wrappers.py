@@ -246,14 +246,14 @@ def restore_env_state(env: gym.Env, state: dict) -> None:
     layers, e = iter(state["wrappers"]), env
     while isinstance(e, gym.Wrapper):
         for name, value in next(layers).items():
-            setattr(e, name, _unplain(value, getattr(e, name)))
+            setattr(e, name, _unplain(value, getattr(e, name, None)))
         e = e.env
     e.np_random.bit_generator.state = state["np_random"]
     if "ale" in state:
         e.ale.restoreState(ale_py.ALEState(bytes(state["ale"].numpy().tobytes())))
     else:
         for name, value in state["base"].items():
-            setattr(e, name, _unplain(value, getattr(e, name)))
+            setattr(e, name, _unplain(value, getattr(e, name, None)))
     if "mujoco" in state:
         saved = {name: _unplain(value, None) for name, value in state["mujoco"].items()}
         e.set_state(saved["qpos"], saved["qvel"])

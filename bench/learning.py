@@ -62,6 +62,11 @@ def main() -> int:
            "--n_workers", str(args.n_workers), "--seed", str(args.seed), "--interval", "100",
            "--models_dir", os.path.join(out, "Models"), "--logs_dir", os.path.join(out, "Logs"), *extra]
     print("training:", " ".join(cmd), flush=True)
+
+    def stop(signum, frame):  # SIGTERM (or SIGINT, also in the background): stop the run cleanly
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=open(os.path.join(out, "train.log"), "w"), stderr=subprocess.STDOUT)
     last_mtime, result = 0.0, None

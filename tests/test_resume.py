@@ -72,11 +72,13 @@ def test_ctrl_c_then_resume_continues_counters_and_curves(tmp_path, main_cli):
     assert load_checkpoint(os.path.join(run, "checkpoint.pth"))["logger"]["train_seconds"] >= wall[-1]
 
 
-@pytest.mark.parametrize("algo", ["acer", "a3c"])
-def test_exact_resume_is_bit_identical(tmp_path, main_cli, algo):
+@pytest.mark.parametrize("algo,env_name", [("acer", "CartPole-v1"), ("a3c", "CartPole-v1"),
+                                           ("acer", "Pendulum-v1"), ("a3c", "Pendulum-v1"),
+                                           ("acer", "HalfCheetah-v5")])
+def test_exact_resume_is_bit_identical(tmp_path, main_cli, algo, env_name):
     """1 worker, fixed seed: N steps straight == N/2, stop, resume to N (ACER with
-    --save_replay; A3C carries its LSTM state over)."""
-    common = ["--do_train", "--env_name", "CartPole-v1", "--n_workers", "1", "--seed", "7",
+    --save_replay; A3C carries its LSTM state over; MuJoCo's simulator state is restored)."""
+    common = ["--do_train", "--env_name", env_name, "--n_workers", "1", "--seed", "7",
               "--interval", "1000", "--lr", "1e-3", "--algo", algo]
     common += ["--save_replay"] if algo == "acer" else ["--total_update_period", "20"]
     straight = main_cli(common + ["--total_steps", "3000", "--models_dir", "A", "--logs_dir", "LA"], tmp_path)

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 
+import gymnasium as gym
 import psutil
 
 import torch
@@ -54,12 +55,16 @@ def env_spec(cfg: Config) -> tuple[tuple[int, ...], int, int, tuple | None]:
     environment."""
     env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
     try:
-        obs = (tuple(env.observation_space.shape), int(env.observation_space.dtype.itemsize))
+        space = env.observation_space
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) not in (1, 3):
+            raise ValueError(f"{cfg.env_name} has observations {space}; the networks take vectors "
+                             "or image stacks (a Box of 1 or 3 dimensions)")
+        obs = (tuple(space.shape), int(space.dtype.itemsize))
         bounds = box_bounds(env)
         if bounds is not None:
             return obs[0], len(bounds[0]), obs[1], bounds
         if not hasattr(env.action_space, "n"):
-            raise ValueError(f"--algo {cfg.algo} needs a discrete or Box action space; "
+            raise ValueError(f"--algo {cfg.algo} needs a discrete or a Box action space; "
                              f"{cfg.env_name} has {env.action_space}")
         return obs[0], int(env.action_space.n), obs[1], None
     finally:

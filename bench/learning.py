@@ -10,7 +10,8 @@ as ``passing.pth`` in the run folder.
     python bench/learning.py [--algo acer|a3c] [--env_name CartPole-v1] [--n_workers 2]
                              [--max_minutes 20] [--plot curve.png] [-- extra main.py flags]
 
-Default targets: CartPole-v1 475; Pendulum-v1 -200 for ACER and -400 for A3C.
+Default targets: CartPole-v1 475; Pendulum-v1 -200 for ACER and -400 for A3C. Every
+evaluation is kept in ``<out>/evaluations.csv``; ``--plot`` draws it beside the training curve.
 """
 from __future__ import annotations
 
@@ -37,13 +38,42 @@ DEFAULT_TARGETS = {("CartPole-v1", "acer"): 475.0, ("CartPole-v1", "a3c"): 475.0
                    ("Pendulum-v1", "acer"): -200.0, ("Pendulum-v1", "a3c"): -400.0}
 
 
+def plot_curves(log_dir: str, evaluations: list, args) -> None:
+    """Training running reward and evaluation means (+- std) against agent steps."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from Utils.plot import read_episodes
+    data = read_episodes(log_dir)
+    fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax_t.plot(data["global_step"], data["running_reward"])
+    ax_t.set(xlabel="Agent steps", ylabel="Running episode reward (0.99)",
+             title=f"{args.algo} on {args.env_name}, {args.n_workers} workers: training")
+    if evaluations:
+        steps, means, stds = (np.array([e[i] for e in evaluations]) for i in (1, 2, 3))
+        ax_e.plot(steps, means, marker=".")
+        ax_e.fill_between(steps, means - stds, means + stds, alpha=0.2)
+    ax_e.axhline(args.target, color="gray", linestyle="--", label=f"target {args.target:g}")
+    ax_e.set(xlabel="Agent steps", ylabel=f"Mean score over {args.eval_episodes} games (+- std)",
+             title=f"evaluation ({'greedy' if args.greedy else 'sampled'} actions)")
+    ax_e.legend()
+    for ax in (ax_t, ax_e):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=100)
+    plt.close(fig)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", default="acer", choices=["acer", "a3c"])
     p.add_argument("--env_name", default="CartPole-v1")
     p.add_argument("--n_workers", type=int, default=2)
     p.add_argument("--target", type=float, default=None, help="evaluation mean to reach")
-    p.add_argument("--plot", default=None, help="write the run's learning curve to this PNG")
+    p.add_argument("--plot", default=None,
+                   help="write the run's curves to this PNG: training running reward and evaluations")
+    p.add_argument("--keep_training", action="store_true",
+                   help="train on until --max_minutes after the target is reached (a longer curve)")
     p.add_argument("--eval_episodes", type=int, default=20)
     p.add_argument("--max_minutes", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=123)
@@ -69,7 +99,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=open(os.path.join(out, "train.log"), "w"), stderr=subprocess.STDOUT)
-    last_mtime, result = 0.0, None
+    last_mtime, result, evaluations = 0.0, None, []
     try:
         while time.time() - t0 < args.max_minutes * 60 and proc.poll() is None:
             time.sleep(2.0)
@@ -87,10 +117,12 @@ def main() -> int:
             steps = state["counters"]["global_steps"]
             print(f"{minutes:6.2f} min  {steps:8d} steps  eval mean {np.mean(scores):6.1f} "
                   f"+- {np.std(scores):5.1f}", flush=True)
-            if np.mean(scores) >= args.target:
+            evaluations.append((minutes, steps, float(np.mean(scores)), float(np.std(scores))))
+            if result is None and np.mean(scores) >= args.target:
                 result = (steps, minutes, float(np.mean(scores)), float(np.std(scores)))
                 shutil.copy(paths[0], os.path.join(os.path.dirname(paths[0]), "passing.pth"))
-                break
+                if not args.keep_training:
+                    break
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -98,12 +130,13 @@ def main() -> int:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    if args.plot:
-        from Utils.plot import plot_runs
-        logs = glob.glob(os.path.join(out, "Logs", "*"))
-        if logs:
-            plot_runs(logs[:1], args.plot, [f"{args.algo} {args.env_name}"], x_axis="step")
-            print(f"learning curve: {args.plot}")
+    with open(os.path.join(out, "evaluations.csv"), "w") as fh:
+        fh.write("minutes,global_step,mean,std\n")
+        fh.writelines(f"{m:.3f},{s},{mean:.2f},{std:.2f}\n" for m, s, mean, std in evaluations)
+    logs = glob.glob(os.path.join(out, "Logs", "*"))
+    if args.plot and logs:
+        plot_curves(logs[0], evaluations, args)
+        print(f"learning curves: {args.plot}")
     if result is None:
         print(f"FAILED: no evaluation reached {args.target} within {args.max_minutes} min (run in {out})")
         return 1

@@ -25,9 +25,9 @@ def test_pendulum_trains_resumes_plays_with_video_and_exports(tmp_path, main_cli
     assert state["action_low"] == [-2.0] and state["action_high"] == [2.0] and state["n_actions"] == 1
     config = state["config"]
     assert config["reward_scale"] == 0.1                        # from the <algo>_continuous section
-    assert config["lr"] == (3e-4 if algo == "acer" else 1e-4)
+    assert config["lr"] == (3e-4 if algo == "acer" else 2e-4)
     if algo == "a3c":
-        assert config["recurrent"] is False and config["t_max"] == 5
+        assert config["recurrent"] is False and config["t_max"] == 10 and config["gamma"] == 0.9
     else:
         assert config["policy_std"] == 0.3 and config["sdn_samples"] == 5 and "average_model" in state
     counters = state["counters"]

@@ -2,6 +2,7 @@
 
     python main.py --do_train [--algo acer|a3c] [--env_name PongNoFrameskip-v4] [--n_workers 2]
     python main.py --do_train --algo a3c --no_recurrent  # the A3C paper's feed-forward agent
+    python main.py --do_train --env_name Pendulum-v1    # Box actions: Gaussian ACER (SDN critic) or A3C
     python main.py --do_train --resume [RUN_DIR]       # continue a run
     python main.py [--env_name ...] [--weights FILE]   # play (no --do_train)
 
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logs_dir", default=None, help="where TensorBoard logs go (default Logs)")
     p.add_argument("--weights", default=None, help="play: checkpoint or weights file to load")
     p.add_argument("--episodes", type=int, default=1, help="play: number of full games")
-    p.add_argument("--greedy", action="store_true", help="play: take the most probable action")
+    p.add_argument("--greedy", action="store_true",
+                   help="play: take the most probable action (continuous: the Gaussian's mean)")
     p.add_argument("--no_video", action="store_true", help="play: do not record the first game to Vid/")
     p.add_argument("--render", action="store_true", help="play: show the games in a window (needs a display)")
     p.add_argument("--export", nargs="?", const="default", default=None, metavar="OUT_FILE",

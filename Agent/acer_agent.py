@@ -8,7 +8,8 @@ on-policy update on that trajectory and ``n ~ Poisson(replay_ratio)``
 off-policy updates on trajectories drawn uniformly from the replay. Every
 update starts from the latest global weights, computes gradients locally,
 clips their norm, steps the shared Adam and moves the average network towards
-the global one (Polyak).
+the global one (Polyak). :class:`ContinuousACERAgent` does the same for Box actions with a
+Gaussian policy and the Stochastic Dueling Network critic.
 """
 from __future__ import annotations
 

@@ -1,12 +1,14 @@
 """The worker process loop, the same for every algorithm.
 
-A worker owns one environment and one agent (``ACERAgent`` or ``A3CAgent``).
+A worker owns one environment and one agent (``ACERAgent``, ``ContinuousACERAgent`` for Box
+actions, or ``A3CAgent``, which handles both kinds of action space).
 Each iteration it lets the agent sync with the global network, steps the
 environment for the agent's rollout length (the agent chooses actions and
 records what happened), reports finished games, and then lets the agent learn
 (one or more updates of the shared network). Everything that is not the
 algorithm lives here: seeding, the environment, counters, messages to the main
-process, the step budget, and the worker's own state for an exact resume.
+process, the step budget, reward scaling (``reward_scale``; reported scores stay raw), and
+the worker's own state for an exact resume.
 
 An agent provides: ``rollout_length``, ``begin_rollout()``, ``act(obs) -> action``,
 ``record(action, reward, terminated, truncated, next_obs)``, ``observe(obs, first)``,

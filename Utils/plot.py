@@ -1,7 +1,7 @@
 """Plot runs' learning curves from their ``episodes.csv`` logs (no TensorBoard needed).
 
     python -m Utils.plot Logs/<run> [Logs/<run2> ...] [--labels A B] [--x episode|step|time]
-                         [--out curves.png]
+                         [--worker 0] [--out curves.png]
 
 Draws the running episode reward and the episode length (with its 0.99
 running average) against episodes, agent steps or wall-clock hours, one
@@ -48,14 +48,35 @@ def stitched_wall_time(wall_time: list[float]) -> list[float]:
     return out
 
 
+def one_worker(data: dict[str, list[float]], worker: int) -> dict[str, list[float]]:
+    """Only ``worker``'s games, numbered 1.. in its own order, with the 0.99 running reward
+    recomputed over them: the curve the original logged (its TensorBoard scalars came from
+    worker 0 alone, so its episode axis counts one worker's games)."""
+    keep = [i for i, w in enumerate(data["worker"]) if int(w) == worker]
+    if not keep:
+        raise ValueError(f"no games of worker {worker}")
+    out = {key: [values[i] for i in keep] for key, values in data.items()}
+    out["episode"] = [float(n) for n in range(1, len(keep) + 1)]
+    running, out["running_reward"] = None, []
+    for reward in out["reward"]:
+        running = running_average(running, reward)
+        out["running_reward"].append(running)
+    return out
+
+
 def figure_for_runs(log_dirs: list[str], labels: list[str] | None = None,
-                    x_axis: str = "episode") -> plt.Figure:
-    """A figure with one reward and one length curve per run."""
+                    x_axis: str = "episode", worker: int | None = None) -> plt.Figure:
+    """A figure with one reward and one length curve per run (``worker``: that worker's
+    games only, as the original plotted them)."""
     labels = labels or [os.path.basename(os.path.normpath(d)) for d in log_dirs]
     column, x_label = X_AXES[x_axis]
+    if worker is not None and x_axis == "episode":
+        x_label = f"Episode of worker {worker}"
     fig, (ax_r, ax_l) = plt.subplots(1, 2, figsize=(12, 4.5))
     for log_dir, label in zip(log_dirs, labels):
         data = read_episodes(log_dir)
+        if worker is not None:
+            data = one_worker(data, worker)
         x = data[column]
         if x_axis == "time":
             x = [t / 3600 for t in stitched_wall_time(x)]
@@ -75,9 +96,9 @@ def figure_for_runs(log_dirs: list[str], labels: list[str] | None = None,
 
 
 def plot_runs(log_dirs: list[str], out: str, labels: list[str] | None = None,
-              x_axis: str = "episode") -> str:
+              x_axis: str = "episode", worker: int | None = None) -> str:
     """Write the runs' curves to the PNG ``out``; return its path."""
-    fig = figure_for_runs(log_dirs, labels, x_axis)
+    fig = figure_for_runs(log_dirs, labels, x_axis, worker)
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
@@ -89,12 +110,14 @@ def main(argv=None) -> int:
     p.add_argument("--labels", nargs="+", default=None)
     p.add_argument("--x", choices=sorted(X_AXES), default="episode")
     p.add_argument("--out", default="curves.png")
+    p.add_argument("--worker", type=int, default=None,
+                   help="only this worker's games, numbered in its own order (the original's plots: worker 0)")
     args = p.parse_args(argv)
     if args.labels and len(args.labels) != len(args.log_dirs):
         print("error: give one label per run", file=sys.stderr)
         return 2
     try:
-        print(plot_runs(args.log_dirs, args.out, args.labels, args.x))
+        print(plot_runs(args.log_dirs, args.out, args.labels, args.x, args.worker))
     except (OSError, ValueError, KeyError) as err:
         print(f"error: cannot plot: {err}", file=sys.stderr)
         return 2

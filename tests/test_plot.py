@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import matplotlib.image as mpimg
+import pytest
 
 from Utils.logger import RunLogger
 from Utils.plot import figure_for_runs, plot_runs, stitched_wall_time
@@ -46,3 +47,14 @@ def test_wall_time_of_older_logs_is_stitched_across_resumes():
     # logs written before the clock was kept across resumes restart at zero after each resume
     assert stitched_wall_time([10, 20, 30, 5, 15, 2]) == [10, 20, 30, 35, 45, 47]
     assert stitched_wall_time([1, 2, 2, 3]) == [1, 2, 2, 3]
+
+
+def test_one_worker_curve_renumbers_its_games_and_recomputes_the_running_reward(tmp_path):
+    run = make_log(tmp_path / "w", [-21, 5, -19, 7, -17])   # workers alternate 0, 1, 0, 1, 0
+    fig = figure_for_runs([run], ["acer"], worker=0)
+    (line,) = fig.axes[0].get_lines()
+    assert list(line.get_xdata()) == [1, 2, 3]
+    expected = [-21, 0.99 * -21 + 0.01 * -19]
+    expected.append(0.99 * expected[-1] + 0.01 * -17)
+    assert list(line.get_ydata()) == pytest.approx(expected)
+    assert fig.axes[0].get_xlabel() == "Episode of worker 0"

@@ -22,30 +22,27 @@ import numpy as np
 import torch
 
 from Agent.a3c_math import a3c_loss, gaussian_a3c_loss, n_step_returns
-from Agent.worker import apply_gradients, copy_params
+from Agent.worker import apply_gradients
 from NN.networks import build_network
-from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import box_bounds
 
 
 class A3CAgent:
     """One worker's A3C: local network, rollout buffers, LSTM state, acting and updates."""
 
-    def __init__(self, cfg, global_net: torch.nn.Module, optimizer: SharedAdam,
-                 counters: torch.Tensor, worker_id: int, env):
-        self.cfg, self.global_net, self.optimizer = cfg, global_net, optimizer
+    def __init__(self, cfg, params, counters: torch.Tensor, worker_id: int, env):
+        self.cfg, self.params = cfg, params
         bounds = box_bounds(env)
         self.continuous = bounds is not None  # a Gaussian policy (GaussianA3CNet)
-        self.local_net = build_network("a3c", global_net.obs_shape, global_net.n_actions,
+        self.local_net = build_network("a3c", params.obs_shape, params.n_actions,
                                        cfg.to_dict(), bounds)
         self.local_params = list(self.local_net.parameters())
-        self.global_params = list(global_net.parameters())
         self.counters, self.worker_id = counters, worker_id
         T = self.rollout_length = cfg.rollout_length()
         obs_space = env.observation_space
         dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
         self.obs = torch.zeros((T + 1, *obs_space.shape), dtype=dtype)  # x_0..x_T
-        self.actions = (torch.zeros(T, global_net.n_actions) if self.continuous
+        self.actions = (torch.zeros(T, params.n_actions) if self.continuous
                         else torch.zeros(T, dtype=torch.int64))
         self.rewards = torch.zeros(T)    # r_t (+ gamma V(x_final) at a time-limit truncation)
         self.dones = torch.zeros(T, dtype=torch.bool)
@@ -55,7 +52,7 @@ class A3CAgent:
 
     def begin_rollout(self) -> None:
         """Local network <- latest global weights; remember the LSTM state x_0 starts from."""
-        copy_params(self.local_params, self.global_params)
+        self.params.pull(self.local_params)
         self.t = 0
         self.rollout_hidden = self.hidden
 
@@ -105,7 +102,7 @@ class A3CAgent:
         else:
             loss, stats = a3c_loss(policy[:T], values[:T], self.actions[:T], returns,
                                    cfg.entropy_coef, cfg.critic_coef)
-        grad_norm = apply_gradients(loss, self.local_params, self.optimizer, cfg.max_grad_norm,
+        grad_norm = apply_gradients(loss, self.local_params, self.params, cfg.max_grad_norm,
                                     self.counters, self.worker_id)
         if grad_norm is None:
             return None

@@ -18,33 +18,28 @@ import torch
 
 from Agent.acer_math import acer_loss, continuous_acer_loss
 from Agent.replay_memory import ReplayMemory
-from Agent.worker import apply_gradients, copy_params
+from Agent.worker import apply_gradients
 from NN.networks import build_network
-from NN.shared_adam import SharedAdam, polyak_update
 from Utils.atari_wrappers import box_bounds
 
 
 class ACERAgent:
     """One worker's ACER: local network, replay memory, acting and updates."""
 
-    def __init__(self, cfg, global_net: torch.nn.Module, average_net: torch.nn.Module,
-                 optimizer: SharedAdam, counters: torch.Tensor, worker_id: int, env,
+    def __init__(self, cfg, params, counters: torch.Tensor, worker_id: int, env,
                  rng: np.random.Generator):
-        self.cfg, self.rng = cfg, rng
-        self.global_net, self.average_net, self.optimizer = global_net, average_net, optimizer
+        self.cfg, self.rng, self.params = cfg, rng, params
         bounds = box_bounds(env)
-        self.local_net = build_network("acer", global_net.obs_shape, global_net.n_actions,
+        self.local_net = build_network("acer", params.obs_shape, params.n_actions,
                                        cfg.to_dict(), bounds)
         self.local_params = list(self.local_net.parameters())
-        self.global_params = list(global_net.parameters())
-        self.average_params = list(average_net.parameters())
         self.counters, self.worker_id = counters, worker_id
         self.rollout_length = cfg.k
         image = self.local_net.kind == "nature_cnn"
         obs_shape = env.observation_space.shape
         # Image observations are stacks; the replay stores each frame once (the newest).
         # mu: the action probabilities, or a Gaussian's means then standard deviations
-        d = global_net.n_actions
+        d = params.n_actions
         self.replay = ReplayMemory(
             capacity=max(1, cfg.replay_capacity()), k=cfg.k,
             frame_shape=obs_shape[1:] if image else obs_shape,
@@ -58,7 +53,7 @@ class ACERAgent:
 
     def sync(self) -> None:
         """Local network <- latest global weights."""
-        copy_params(self.local_params, self.global_params)
+        self.params.pull(self.local_params)
 
     # -- acting (called by the worker loop) --
     def begin_rollout(self) -> None:
@@ -126,7 +121,7 @@ class ACERAgent:
         rewards = torch.from_numpy(trajectory["rewards"] + cfg.gamma * trajectory["truncation_values"])
         logits, q = self.local_net(states)
         with torch.no_grad():
-            average_logits, _ = self.average_net(states[:-1])
+            average_logits, _ = self.params.average_net(states[:-1])
             bootstrap_value = (torch.softmax(logits[-1], -1) * q[-1]).sum()
         loss, stats = acer_loss(
             logits[:-1], q[:-1], average_logits,
@@ -135,11 +130,11 @@ class ACERAgent:
             bootstrap_value, gamma=cfg.gamma, c=cfg.c, delta=cfg.delta,
             entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef,
             trust_region=cfg.trust_region)
-        grad_norm = apply_gradients(loss, self.local_params, self.optimizer, cfg.max_grad_norm,
+        # the step also moves the average network: avg <- polyak * global + (1 - polyak) * avg
+        grad_norm = apply_gradients(loss, self.local_params, self.params, cfg.max_grad_norm,
                                     self.counters, self.worker_id)
         if grad_norm is None:
             return None
-        polyak_update(self.average_params, self.global_params, cfg.polyak)
         return {"pg_loss": float(stats["policy_loss"]), "value_loss": float(stats["value_loss"]),
                 "entropy": float(stats["entropy"]), "grad_norm": grad_norm}
 
@@ -178,7 +173,7 @@ class ContinuousACERAgent(ACERAgent):
         d = actions.shape[-1]
         mean, std = net.policy(states[:-1])
         with torch.no_grad():
-            average_mean, _ = self.average_net.policy(states[:-1])
+            average_mean, _ = self.params.average_net.policy(states[:-1])
             bootstrap_value = net.value(states[-1:])[0]
             m, s = mean.detach(), std.detach()
             actions_prime = m + s * torch.randn_like(m)                              # a'_i ~ f
@@ -190,10 +185,10 @@ class ContinuousACERAgent(ACERAgent):
             actions, actions_prime, mus[:, :d], mus[:, d:], rewards,
             torch.from_numpy(trajectory["dones"]), bootstrap_value, gamma=cfg.gamma, c=cfg.c,
             delta=cfg.delta, critic_coef=cfg.critic_coef, trust_region=cfg.trust_region)
-        grad_norm = apply_gradients(loss, self.local_params, self.optimizer, cfg.max_grad_norm,
+        # the step also moves the average network: avg <- polyak * global + (1 - polyak) * avg
+        grad_norm = apply_gradients(loss, self.local_params, self.params, cfg.max_grad_norm,
                                     self.counters, self.worker_id)
         if grad_norm is None:
             return None
-        polyak_update(self.average_params, self.global_params, cfg.polyak)
         return {"pg_loss": float(stats["policy_loss"]), "value_loss": float(stats["value_loss"]),
                 "entropy": float(stats["entropy"]), "grad_norm": grad_norm}

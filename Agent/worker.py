@@ -28,7 +28,7 @@ import traceback
 import numpy as np
 import torch
 
-from NN.shared_adam import SharedAdam
+from Agent.parameters import SharedParameters, copy_params  # noqa: F401 (copy_params re-exported)
 from Utils.atari_wrappers import env_state, make_env, restore_env_state
 from Utils.checkpoint import load_checkpoint, save_checkpoint
 
@@ -37,16 +37,11 @@ STEPS, EPISODES, ITERATIONS, UPDATES, SKIPPED, BAD_STREAK = range(6)
 N_COUNTERS = 6
 
 
-@torch.no_grad()
-def copy_params(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
-    """Copy parameter values from ``src`` to ``dst`` in place."""
-    torch._foreach_copy_(dst, src)
-
-
-def apply_gradients(loss: torch.Tensor, local_params: list[torch.Tensor], optimizer: SharedAdam,
+def apply_gradients(loss: torch.Tensor, local_params: list[torch.Tensor], optimizer,
                     max_grad_norm: float, counters: torch.Tensor, worker_id: int) -> float | None:
     """Backpropagate ``loss`` through the local network, clip the gradient norm and step the
-    shared optimizer with it. A non-finite loss or gradient is never written into the shared
+    global network with it (``optimizer``: anything with ``step(grads)``, such as
+    :class:`Agent.parameters.SharedParameters` or the shared Adam itself). A non-finite loss or gradient is never written into the shared
     weights: the update is skipped and counted. Returns the gradient norm, or None if skipped."""
     for p in local_params:
         p.grad = None
@@ -70,22 +65,23 @@ def worker_seed(seed: int, worker_id: int, iteration: int) -> int:
     return int(np.random.SeedSequence([seed, worker_id, iteration]).generate_state(1)[0])
 
 
-def make_agent(cfg, global_net, average_net, optimizer, counters, worker_id, env, rng):
-    """The agent for ``cfg.algo``."""
+def make_agent(cfg, params, counters, worker_id, env, rng):
+    """The agent for ``cfg.algo`` and the environment's action space; ``params`` is where it
+    pulls global weights from and steps them (:class:`Agent.parameters.SharedParameters`)."""
     if cfg.algo == "acer":
         from Agent.acer_agent import ACERAgent, ContinuousACERAgent
         from Utils.atari_wrappers import box_bounds
         agent_class = ACERAgent if box_bounds(env) is None else ContinuousACERAgent
-        return agent_class(cfg, global_net, average_net, optimizer, counters, worker_id, env, rng)
+        return agent_class(cfg, params, counters, worker_id, env, rng)
     if cfg.algo == "a3c":
         from Agent.a3c_agent import A3CAgent
-        return A3CAgent(cfg, global_net, optimizer, counters, worker_id, env)
+        return A3CAgent(cfg, params, counters, worker_id, env)
     raise ValueError(f"unknown algorithm '{cfg.algo}'")
 
 
-def run_worker(worker_id: int, cfg, global_net, average_net, optimizer: SharedAdam,
-               counters: torch.Tensor, stop_event, queue, state_path: str | None = None,
-               resume_state: dict | None = None, main_pid: int | None = None) -> None:
+def run_worker(worker_id: int, cfg, params, counters: torch.Tensor, stop_event, queue,
+               state_path: str | None = None, resume_state: dict | None = None,
+               main_pid: int | None = None) -> None:
     """Act and learn until ``stop_event`` is set or the step budget is spent.
 
     On a clean stop the worker's own state (RNGs, environment, current observation and
@@ -97,7 +93,7 @@ def run_worker(worker_id: int, cfg, global_net, average_net, optimizer: SharedAd
     random.seed(seed)
     rng = np.random.default_rng(seed)
     env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
-    agent = make_agent(cfg, global_net, average_net, optimizer, counters, worker_id, env, rng)
+    agent = make_agent(cfg, params, counters, worker_id, env, rng)
     if resume_state is None:
         obs, _ = env.reset(seed=seed)
         agent.observe(obs, first=True)
@@ -172,8 +168,9 @@ def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counte
             saved = load_checkpoint(state_path)
             if saved.get("iteration") == int(counters[worker_id, ITERATIONS]):
                 resume_state = saved
-        run_worker(worker_id, cfg, global_net, average_net, optimizer, counters, stop_event,
-                   queue, state_path, resume_state, main_pid)
+        params = SharedParameters(global_net, average_net, optimizer, cfg.polyak)
+        run_worker(worker_id, cfg, params, counters, stop_event, queue, state_path, resume_state,
+                   main_pid)
     except BaseException:
         queue.put(("error", worker_id, traceback.format_exc()))
         sys.exit(1)

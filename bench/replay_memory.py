@@ -32,6 +32,7 @@ import torch  # noqa: E402
 
 from Agent.replay_memory import ReplayMemory  # noqa: E402
 from Agent.trainer import Trainer  # noqa: E402
+from Agent.parameters import SharedParameters  # noqa: E402
 from Agent.worker import make_agent  # noqa: E402
 from Utils.atari_wrappers import make_env  # noqa: E402
 from Utils.config import Config, load_config  # noqa: E402
@@ -44,7 +45,8 @@ def fill_worker(worker_id, cfg, global_net, average_net, optimizer, counters, re
     torch.set_num_threads(1)
     rng = np.random.default_rng(worker_id)
     env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
-    agent = make_agent(cfg, global_net, average_net, optimizer, counters, worker_id, env, rng)
+    agent = make_agent(cfg, SharedParameters(global_net, average_net, optimizer, cfg.polyak),
+                       counters, worker_id, env, rng)
     obs, _ = env.reset(seed=worker_id)
     agent.observe(obs, first=True)
     observations = []

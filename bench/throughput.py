@@ -42,7 +42,8 @@ sys.path.insert(0, ROOT)
 STEPS = re.compile(r"Steps: (\d+)")
 STARTED = re.compile(r"first environment step ([\d.]+) s after launch")
 
-from Agent.worker import N_COUNTERS, copy_params, make_agent  # noqa: E402
+from Agent.parameters import SharedParameters  # noqa: E402
+from Agent.worker import N_COUNTERS, make_agent  # noqa: E402
 from NN.networks import build_network  # noqa: E402
 from NN.shared_adam import SharedAdam  # noqa: E402
 from Utils.atari_wrappers import make_env  # noqa: E402
@@ -87,7 +88,8 @@ def floor_one_core(algo: str, env_name: str, n_workers: int, extra: list[str], s
     optimizer = SharedAdam(global_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     counters = torch.zeros(1, N_COUNTERS, dtype=torch.int64)
     rng = np.random.default_rng(seed)
-    agent = make_agent(cfg, global_net, average_net, optimizer, counters, 0, env, rng)
+    params = SharedParameters(global_net, average_net, optimizer, cfg.polyak)
+    agent = make_agent(cfg, params, counters, 0, env, rng)
     times = {"env": [], "act": [], "update": [], "copy": []}
 
     def timed(key, fn, *args):
@@ -113,7 +115,7 @@ def floor_one_core(algo: str, env_name: str, n_workers: int, extra: list[str], s
             timed("update", agent.update, agent.replay.latest(), False)
             for _ in range(rng.poisson(cfg.replay_ratio)):
                 timed("update", agent.update, agent.replay.sample(rng))
-                timed("copy", copy_params, agent.local_params, agent.global_params)
+                timed("copy", params.pull, agent.local_params)
         else:
             timed("update", agent.learn)
     env.close()

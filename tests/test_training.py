@@ -113,8 +113,8 @@ def test_bad_input_exits_2_with_one_line_and_touches_nothing(tmp_path, main_cli)
         (["--do_train", "--algo", "ppo"], "--algo must be one of acer, a3c, got 'ppo'"),
         (["--do_train", "--algo", "a3c", "--n_workers", "100"],
          "--total_update_period 80 is smaller than --n_workers 100"),
-        (["--do_train", "--algo", "a3c", "--env_name", "Pendulum-v1"],
-         "--algo a3c needs a discrete action space"),
+        (["--do_train", "--algo", "a3c", "--env_name", "FrozenLake-v1"],
+         "FrozenLake-v1 has observations Discrete(16)"),
     ]
     before = tree_snapshot(tmp_path)
     for args, message in cases:

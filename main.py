@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this many non-finite updates in a row in one worker (default 100; 0: never)")
     p.add_argument("--stop_on_save_error", action="store_const", const=True, default=None,
                    help="stop the run when a checkpoint cannot be written (default: warn and go on)")
+    p.add_argument("--backend", default=None,
+                   help="local (default: shared-memory worker processes) or ray (actors and a "
+                        "parameter server; pip install -r requirements-ray.txt)")
+    p.add_argument("--ray_address", default=None,
+                   help="ray: 'auto' or host:port joins a running cluster (default: start a local one)")
     p.add_argument("--models_dir", default=None, help="where runs are saved (default Models)")
     p.add_argument("--logs_dir", default=None, help="where TensorBoard logs go (default Logs)")
     p.add_argument("--weights", default=None, help="play: checkpoint or weights file to load")
@@ -164,7 +169,13 @@ def main(argv=None) -> int:
         check_writable_dir(log_dir, "--logs_dir")
         spec = env_spec(cfg)
         check_memory(cfg, *spec)
-        trainer = Trainer(cfg, run_dir, log_dir, resume_state, spec=spec)
+        trainer_class = Trainer
+        if cfg.backend == "ray":
+            try:
+                from Agent.ray_backend import RayTrainer as trainer_class
+            except ImportError:
+                fail("--backend ray needs Ray: pip install -r requirements-ray.txt")
+        trainer = trainer_class(cfg, run_dir, log_dir, resume_state, spec=spec)
         save_config(cfg, os.path.join(run_dir, "config.yml"))
     except (ConfigError, ValueError) as err:
         fail(str(err))

@@ -81,12 +81,13 @@ def make_agent(cfg, params, counters, worker_id, env, rng):
 
 def run_worker(worker_id: int, cfg, params, counters: torch.Tensor, stop_event, queue,
                state_path: str | None = None, resume_state: dict | None = None,
-               main_pid: int | None = None) -> None:
+               main_pid: int | None = None) -> dict | None:
     """Act and learn until ``stop_event`` is set or the step budget is spent.
 
     On a clean stop the worker's own state (RNGs, environment, current observation and
     the agent's state: ACER's replay with ``cfg.save_replay``, A3C's LSTM state) is written
-    to ``state_path``, and ``resume_state`` (such a file, loaded) continues exactly there.
+    to ``state_path`` (or, without one, returned), and ``resume_state`` (such a file, loaded)
+    continues exactly there.
     """
     seed = worker_seed(cfg.seed, worker_id, int(counters[worker_id, ITERATIONS]))
     torch.manual_seed(seed)
@@ -132,17 +133,19 @@ def run_worker(worker_id: int, cfg, params, counters: torch.Tensor, stop_event, 
         stats = agent.learn()
         mine[ITERATIONS] += 1
         queue.put(("iteration", worker_id, stats or {}, agent.memory_size()))
-    if state_path is not None and os.getppid() == parent_pid:
+    state = None
+    if os.getppid() == parent_pid:
+        state = {"format_version": 1, "worker_id": worker_id, "iteration": int(mine[ITERATIONS]),
+                 "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+                 "python_rng": list(random.getstate()), "env": env_state(env),
+                 "obs": torch.from_numpy(np.array(obs)), "agent": agent.state_dict()}
+    if state is not None and state_path is not None:
         try:
-            save_checkpoint({"format_version": 1, "worker_id": worker_id,
-                             "iteration": int(mine[ITERATIONS]),
-                             "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
-                             "python_rng": list(random.getstate()), "env": env_state(env),
-                             "obs": torch.from_numpy(np.array(obs)), "agent": agent.state_dict()},
-                            state_path)
+            save_checkpoint(state, state_path)
         except OSError as err:  # a resume then starts this worker afresh
             queue.put(("warning", worker_id, f"state not saved to {state_path}: {err.strerror or err}"))
     env.close()
+    return state
 
 
 def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counters,

@@ -17,7 +17,9 @@ import yaml
 ALGOS = ("acer", "a3c")
 # Settings that describe the run rather than the algorithm: not read from the YAML.
 RUN_KEYS = ("env_name", "algo", "n_workers", "seed", "interval", "total_steps", "max_episodes",
-            "models_dir", "logs_dir", "save_replay", "max_bad_updates", "stop_on_save_error")
+            "models_dir", "logs_dir", "save_replay", "max_bad_updates", "stop_on_save_error",
+            "backend", "ray_address")
+BACKENDS = ("local", "ray")
 
 
 class ConfigError(ValueError):
@@ -40,6 +42,8 @@ class Config:
     save_replay: bool = False     # also save the replay memories when the run stops
     max_bad_updates: int = 100    # stop after this many non-finite updates in a row (0: never)
     stop_on_save_error: bool = False  # stop the run when a checkpoint cannot be written
+    backend: str = "local"        # local: shared-memory workers; ray: actors and a parameter server
+    ray_address: str = ""         # ray: "" starts a local Ray instance; "auto" or host:port joins one
     # hyperparameters shared by both algorithms (defaults: the original's ACER table;
     # ALGO_DEFAULTS below holds where A3C's differ)
     lr: float = 1e-4
@@ -84,6 +88,8 @@ class Config:
         """Raise :class:`ConfigError` naming the first setting out of range."""
         checks = [
             (self.algo in ALGOS, f"--algo must be one of {', '.join(ALGOS)}, got '{self.algo}'"),
+            (self.backend in BACKENDS,
+             f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'"),
             (self.n_workers >= 1, f"--n_workers must be at least 1, got {self.n_workers}"),
             (self.interval >= 1, f"--interval must be at least 1, got {self.interval}"),
             (self.total_steps >= 0, f"--total_steps must be >= 0, got {self.total_steps}"),

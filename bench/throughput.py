@@ -19,7 +19,13 @@ nothing of the training command; the isolated one-core rate times n is printed
 beside it. ``measured / floor`` says how much of the machine the command uses.
 
     python bench/throughput.py [--algo acer a3c] [--env_name PongNoFrameskip-v4]
-                               [--n_workers 1 2] [--seconds 60] [--warmup 20] [-- main.py flags]
+                               [--n_workers 1 2] [--backend local ray] [--seconds 60] [--warmup 20]
+                               [-- main.py flags]
+
+With ``--backend ray`` (a local Ray instance) each run is also measured on the Ray backend,
+and the cost of one update through the parameter server is measured on its own: bytes
+moved (weights pulled, average weights pulled for ACER, gradient pushed) and the round-trip
+time of a pull and of a push with the real network.
 
 The last lines read like: ``acer 2 workers: 190.3 steps/s (min 180.1, max 201.7)``.
 """
@@ -137,14 +143,54 @@ def rollout_steps(algo: str, n_workers: int, extra: list[str]) -> int:
     return 5 if "--no_recurrent" in extra else max(1, 80 // n_workers)
 
 
+def ray_update_overhead(algo: str, env_name: str, extra: list[str], repeats: int = 30) -> dict:
+    """Bytes and round-trip times of one update through the Ray parameter server (real
+    network, a local Ray instance, the driver acting as the worker)."""
+    import ray
+    from Agent.ray_backend import ParameterServer, _numpy_state, flatten
+    overrides = {"recurrent": False} if "--no_recurrent" in extra else {}
+    cfg = load_config(os.path.join(ROOT, "training_configs.yml"), algo, overrides)
+    env = make_env(env_name, training=True, frame_stack=cfg.frame_stack)
+    obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
+    env.close()
+    net = build_network(algo, obs_shape, n_actions, cfg.to_dict())
+    adam = SharedAdam(net.parameters(), lr=cfg.lr).state_dict()
+    adam = {**adam, "exp_avg": [m.numpy() for m in adam["exp_avg"]],
+            "exp_avg_sq": [v.numpy() for v in adam["exp_avg_sq"]]}
+    ray.init(include_dashboard=False, logging_level="ERROR",
+             runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
+    try:
+        server = ray.remote(num_cpus=0)(ParameterServer).remote(
+            algo, obs_shape, n_actions, cfg.to_dict(), None, _numpy_state(net.state_dict()),
+            _numpy_state(net.state_dict()) if algo == "acer" else None, adam,
+            np.zeros((1, N_COUNTERS), dtype=np.int64))
+        grads = flatten(net.parameters())
+        row = np.zeros(N_COUNTERS, dtype=np.int64)
+        ray.get(server.pull.remote(0, row, []))
+        pulls, pushes = [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            weights, average, _, _ = ray.get(server.pull.remote(0, row, []))
+            pulls.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ray.get(server.push.remote(0, grads))
+            pushes.append(time.perf_counter() - t)
+        pulled = weights.nbytes + (average.nbytes if average is not None else 0)
+        return {"pull_mb": pulled / 1e6, "push_mb": grads.nbytes / 1e6,
+                "pull_ms": 1000 * float(np.median(pulls)), "push_ms": 1000 * float(np.median(pushes))}
+    finally:
+        ray.shutdown()
+
+
 def measure(algo: str, env_name: str, n_workers: int, seconds: float, warmup: float,
-            window: float, report_steps: int, extra: list[str]) -> dict:
+            window: float, report_steps: int, extra: list[str], backend: str = "local") -> dict:
     """Run training for ``warmup + seconds``; return steps/s statistics over windows."""
     out = tempfile.mkdtemp(prefix="throughput_")
     interval = max(1, report_steps // rollout_steps(algo, n_workers, extra))
     cmd = [sys.executable, os.path.join(ROOT, "main.py"), "--do_train", "--algo", algo,
            "--env_name", env_name, "--n_workers", str(n_workers), "--interval", str(interval),
-           "--models_dir", os.path.join(out, "Models"), "--logs_dir", os.path.join(out, "Logs"), *extra]
+           "--models_dir", os.path.join(out, "Models"), "--logs_dir", os.path.join(out, "Logs"),
+           "--backend", backend, *extra]
     t_start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
     samples = []  # (time, global steps)
@@ -187,6 +233,7 @@ def main() -> None:
     p.add_argument("--algo", nargs="+", default=["acer", "a3c"], choices=["acer", "a3c"])
     p.add_argument("--env_name", default="PongNoFrameskip-v4")
     p.add_argument("--n_workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--backend", nargs="+", default=["local"], choices=["local", "ray"])
     p.add_argument("--seconds", type=float, default=60.0, help="measured time per worker count")
     p.add_argument("--warmup", type=float, default=20.0, help="seconds discarded after the first report")
     p.add_argument("--window", type=float, default=10.0, help="seconds per rate window")
@@ -203,18 +250,25 @@ def main() -> None:
                   f"{floor['floor']:.1f} steps/s on {min(n, os.cpu_count() or 1)} core(s) "
                   f"(isolated one-core rate x {min(n, os.cpu_count() or 1)}: "
                   f"{floor['isolated_floor']:.1f})", flush=True)
-            results[algo, n] = measure(algo, args.env_name, n, args.seconds, args.warmup, args.window,
-                                       args.report_steps, extra)
-            results[algo, n].update(floor)
-    print(f"\n{'algo':6} {'workers':>7} {'median':>8} {'min':>8} {'max':>8} {'mean':>8} {'windows':>8} "
-          f"{'floor':>8} {'of floor':>9} {'1st step s':>11}")
-    for (algo, n), r in results.items():
-        print(f"{algo:6} {n:7d} {r['median']:8.1f} {r['min']:8.1f} {r['max']:8.1f} "
+            for backend in args.backend:
+                results[algo, n, backend] = measure(algo, args.env_name, n, args.seconds, args.warmup,
+                                                    args.window, args.report_steps, extra, backend)
+                results[algo, n, backend].update(floor)
+    print(f"\n{'algo':6} {'workers':>7} {'backend':>7} {'median':>8} {'min':>8} {'max':>8} {'mean':>8} "
+          f"{'windows':>8} {'floor':>8} {'of floor':>9} {'1st step s':>11}")
+    for (algo, n, backend), r in results.items():
+        print(f"{algo:6} {n:7d} {backend:>7} {r['median']:8.1f} {r['min']:8.1f} {r['max']:8.1f} "
               f"{r['mean']:8.1f} {r['windows']:8d} {r['floor']:8.1f} {r['median'] / r['floor']:8.0%} "
               f"{r['first_step_s']:11.1f}")
-    for (algo, n), r in results.items():
-        print(f"{algo} {n} workers: {r['median']:.1f} steps/s (floor {r['floor']:.1f}, "
+    for (algo, n, backend), r in results.items():
+        print(f"{algo} {n} workers ({backend}): {r['median']:.1f} steps/s (floor {r['floor']:.1f}, "
               f"{r['median'] / r['floor']:.0%}; min {r['min']:.1f}, max {r['max']:.1f}) on {args.env_name}")
+    if "ray" in args.backend:
+        for algo in args.algo:
+            o = ray_update_overhead(algo, args.env_name, extra)
+            print(f"{algo} update through the Ray parameter server: pull {o['pull_mb']:.1f} MB in "
+                  f"{o['pull_ms']:.1f} ms, push {o['push_mb']:.1f} MB in {o['push_ms']:.1f} ms "
+                  f"(round trips, median of 30)")
 
 
 if __name__ == "__main__":

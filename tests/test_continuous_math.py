@@ -184,7 +184,7 @@ def test_gaussian_a3c_loss_values_and_gradients_match_the_reference():
     ref = 0.0
     for t in range(T):
         pi = torch.distributions.Normal(mean[t], std[t])
-        advantage = float(returns[t] - values[t])
+        advantage = float((returns[t] - values[t]).detach())
         ref = ref + (-pi.log_prob(actions[t]).sum() * advantage
                      + 0.5 * (returns[t] - values[t]) ** 2 - 0.01 * pi.entropy().sum()) / T
     torch.testing.assert_close(loss, ref)

@@ -117,7 +117,7 @@ def test_tampered_metadata_and_unsafe_resume_are_refused(tmp_path, main_cli):
     before = tree_snapshot(tmp_path)
     cases = [
         (["--env_name", "CartPole-v1", "--weights", str(tmp_path / "kind.pth")], "network kind nature_cnn"),
-        (["--env_name", "CartPole-v1", "--weights", str(tmp_path / "actions.pth")], "3 actions"),
+        (["--env_name", "CartPole-v1", "--weights", str(tmp_path / "actions.pth")], "3 discrete actions"),
         (["--do_train", "--env_name", "CartPole-v1", "--resume", str(run)], "is not a safe checkpoint"),
         (["--do_train", "--env_name", "Acrobot-v1", "--resume", str(cartpole_run)],
          "is a CartPole-v1 run, not Acrobot-v1"),

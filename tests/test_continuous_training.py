@@ -69,15 +69,17 @@ def test_continuous_weights_refuse_another_environment(tmp_path, main_cli):
 
 
 @pytest.mark.parametrize("algo", ["acer", "a3c"])
-def test_mujoco_halfcheetah_trains_and_plays_with_video(tmp_path, main_cli, algo):
-    result = main_cli(["--do_train", "--algo", algo, "--env_name", "HalfCheetah-v5", "--n_workers", "2",
+def test_mujoco_trains_and_plays_with_video(tmp_path, main_cli, algo):
+    # Hopper-v5: a MuJoCo task whose untrained games end in a few dozen steps (it falls), so
+    # the video is short; HalfCheetah-v5's simulator state is tested in test_resume.py
+    result = main_cli(["--do_train", "--algo", algo, "--env_name", "Hopper-v5", "--n_workers", "2",
                        "--total_steps", "1000", "--interval", "20"], tmp_path)
     assert result.returncode == 0, result.stderr
     state = load_checkpoint(os.path.join(only_run(tmp_path / "Models"), "checkpoint.pth"))
-    assert state["n_actions"] == 6 and state["obs_shape"] == [17]
+    assert state["n_actions"] == 3 and state["obs_shape"] == [11]
     assert state["counters"]["optimizer_steps"] == sum(state["counters"]["worker_updates"]) > 0
-    result = main_cli(["--env_name", "HalfCheetah-v5", "--episodes", "1"], tmp_path, timeout=600)
+    result = main_cli(["--env_name", "Hopper-v5", "--episodes", "1"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "Episode 1: score" in result.stdout
-    videos = glob.glob(str(tmp_path / "Vid" / "HalfCheetah-v5_*"))
+    assert "Episode 1: score" in result.stdout and "Video of game 1" in result.stdout
+    videos = glob.glob(str(tmp_path / "Vid" / "Hopper-v5_*"))
     assert len(videos) == 2 and all(os.path.getsize(v) > 10_000 for v in videos)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from Agent.a3c_math import a3c_loss, gaussian_a3c_loss, n_step_returns
-from Agent.worker import apply_gradients
+from Agent.worker import update_global
 from NN.networks import build_network
 from Utils.atari_wrappers import box_bounds
 
@@ -102,12 +102,8 @@ class A3CAgent:
         else:
             loss, stats = a3c_loss(policy[:T], values[:T], self.actions[:T], returns,
                                    cfg.entropy_coef, cfg.critic_coef)
-        grad_norm = apply_gradients(loss, self.local_params, self.params, cfg.max_grad_norm,
-                                    self.counters, self.worker_id)
-        if grad_norm is None:
-            return None
-        return {"pg_loss": float(stats["policy_loss"]), "value_loss": float(stats["value_loss"]),
-                "entropy": float(stats["entropy"]), "grad_norm": grad_norm}
+        return update_global(loss, stats, self.local_params, self.params, cfg, self.counters,
+                             self.worker_id)
 
     def memory_size(self) -> int:
         return 0

@@ -40,10 +40,17 @@ def a3c_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor,
     ``returns`` R_t [T]. Returns the scalar loss and detached statistics."""
     log_policy = torch.log_softmax(logits, -1)
     log_pi_taken = log_policy.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+    return _a3c_terms(log_pi_taken, entropy(log_policy), values, returns, entropy_coef, critic_coef)
+
+
+def _a3c_terms(log_pi_taken: torch.Tensor, entropies: torch.Tensor, values: torch.Tensor,
+               returns: torch.Tensor, entropy_coef: float, critic_coef: float
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The three terms from log pi(a_t|x_t), H(pi(.|x_t)), V(x_t) and R_t, each [T]."""
     advantages = returns - values
     policy_loss = -(log_pi_taken * advantages.detach()).mean()
     value_loss = advantages.pow(2).mean()
-    mean_entropy = entropy(log_policy).mean()
+    mean_entropy = entropies.mean()
     loss = policy_loss + critic_coef * value_loss - entropy_coef * mean_entropy
     return loss, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
                   "entropy": mean_entropy.detach(), "advantage_mean": advantages.detach().mean()}
@@ -55,11 +62,5 @@ def gaussian_a3c_loss(mean: torch.Tensor, std: torch.Tensor, values: torch.Tenso
     """A3C's loss for continuous actions with a diagonal Gaussian policy: ``mean``, ``std``,
     ``actions`` [T, d], ``values``, ``returns`` [T]. The same three terms as :func:`a3c_loss`,
     with log pi(a|x) = log N(a; mean, diag(std^2)) and the Gaussian's entropy."""
-    log_pi_taken = diag_gaussian_log_prob(mean, std, actions)
-    advantages = returns - values
-    policy_loss = -(log_pi_taken * advantages.detach()).mean()
-    value_loss = advantages.pow(2).mean()
-    mean_entropy = diag_gaussian_entropy(std).mean()
-    loss = policy_loss + critic_coef * value_loss - entropy_coef * mean_entropy
-    return loss, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
-                  "entropy": mean_entropy.detach(), "advantage_mean": advantages.detach().mean()}
+    return _a3c_terms(diag_gaussian_log_prob(mean, std, actions), diag_gaussian_entropy(std),
+                      values, returns, entropy_coef, critic_coef)

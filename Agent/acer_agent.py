@@ -18,7 +18,7 @@ import torch
 
 from Agent.acer_math import acer_loss, continuous_acer_loss
 from Agent.replay_memory import ReplayMemory
-from Agent.worker import apply_gradients
+from Agent.worker import update_global
 from NN.networks import build_network
 from Utils.atari_wrappers import box_bounds
 
@@ -131,12 +131,8 @@ class ACERAgent:
             entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef,
             trust_region=cfg.trust_region)
         # the step also moves the average network: avg <- polyak * global + (1 - polyak) * avg
-        grad_norm = apply_gradients(loss, self.local_params, self.params, cfg.max_grad_norm,
-                                    self.counters, self.worker_id)
-        if grad_norm is None:
-            return None
-        return {"pg_loss": float(stats["policy_loss"]), "value_loss": float(stats["value_loss"]),
-                "entropy": float(stats["entropy"]), "grad_norm": grad_norm}
+        return update_global(loss, stats, self.local_params, self.params, cfg, self.counters,
+                             self.worker_id)
 
 
 class ContinuousACERAgent(ACERAgent):
@@ -186,9 +182,5 @@ class ContinuousACERAgent(ACERAgent):
             torch.from_numpy(trajectory["dones"]), bootstrap_value, gamma=cfg.gamma, c=cfg.c,
             delta=cfg.delta, critic_coef=cfg.critic_coef, trust_region=cfg.trust_region)
         # the step also moves the average network: avg <- polyak * global + (1 - polyak) * avg
-        grad_norm = apply_gradients(loss, self.local_params, self.params, cfg.max_grad_norm,
-                                    self.counters, self.worker_id)
-        if grad_norm is None:
-            return None
-        return {"pg_loss": float(stats["policy_loss"]), "value_loss": float(stats["value_loss"]),
-                "entropy": float(stats["entropy"]), "grad_norm": grad_norm}
+        return update_global(loss, stats, self.local_params, self.params, cfg, self.counters,
+                             self.worker_id)

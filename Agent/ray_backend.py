@@ -301,12 +301,7 @@ class RayTrainer(Trainer):
                 ray.kill(actor)
             ray.shutdown()
             self.logger.close()
-        if failure is not None:
-            raise failure
-        if self.save_failed:
-            raise WorkerFailed(f"the final checkpoint could not be written; the last one saved "
-                               f"(step {self.last_saved_step}) is kept")
-        return self.checkpoint_state()["counters"]
+        return self.finish(failure)
 
     def _result(self, ray, ref, worker_id: int):
         try:

@@ -292,6 +292,11 @@ class Trainer:
             self.logger.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        return self.finish(failure)
+
+    def finish(self, failure: WorkerFailed | None) -> dict:
+        """After the workers stopped and the final save: raise the run's failure, or one for a
+        final checkpoint that could not be written; else return the final counters."""
         if failure is not None:
             raise failure
         if self.save_failed:

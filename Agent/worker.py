@@ -28,7 +28,7 @@ import traceback
 import numpy as np
 import torch
 
-from Agent.parameters import SharedParameters, copy_params  # noqa: F401 (copy_params re-exported)
+from Agent.parameters import SharedParameters
 from Utils.atari_wrappers import env_state, make_env, restore_env_state
 from Utils.checkpoint import load_checkpoint, save_checkpoint
 
@@ -55,6 +55,17 @@ def apply_gradients(loss: torch.Tensor, local_params: list[torch.Tensor], optimi
     counters[worker_id, UPDATES] += 1
     counters[worker_id, BAD_STREAK] = 0
     return grad_norm
+
+
+def update_global(loss: torch.Tensor, stats: dict, local_params: list[torch.Tensor], params, cfg,
+                  counters: torch.Tensor, worker_id: int) -> dict[str, float] | None:
+    """:func:`apply_gradients` with the run's clip, then the update's statistics as numbers
+    for the logger (None when the update was skipped)."""
+    grad_norm = apply_gradients(loss, local_params, params, cfg.max_grad_norm, counters, worker_id)
+    if grad_norm is None:
+        return None
+    return {"pg_loss": float(stats["policy_loss"]), "value_loss": float(stats["value_loss"]),
+            "entropy": float(stats["entropy"]), "grad_norm": grad_norm}
 
 
 def worker_seed(seed: int, worker_id: int, iteration: int) -> int:

@@ -1,4 +1,5 @@
 """Shared helpers: run the real command line in a subprocess."""
+import glob
 import os
 import subprocess
 import sys
@@ -14,6 +15,13 @@ def run_main(args, cwd, timeout=300):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def only_run(folder):
+    """The single run folder under ``folder`` (a Models/ or Logs/ directory)."""
+    runs = sorted(glob.glob(os.path.join(folder, "*")))
+    assert len(runs) == 1, runs
+    return runs[0]
 
 
 @pytest.fixture

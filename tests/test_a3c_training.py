@@ -1,16 +1,10 @@
 """A3C end to end: real workers on real games, checkpoints that resume and play."""
-import glob
 import os
 
 import pytest
 
+from conftest import only_run
 from Utils.checkpoint import load_checkpoint
-
-
-def only_run(folder):
-    runs = sorted(glob.glob(os.path.join(folder, "*")))
-    assert len(runs) == 1, runs
-    return runs[0]
 
 
 @pytest.mark.parametrize("variant", ["recurrent", "feed_forward"])

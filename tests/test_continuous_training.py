@@ -5,13 +5,8 @@ import os
 
 import pytest
 
+from conftest import only_run
 from Utils.checkpoint import load_checkpoint
-
-
-def only_run(folder):
-    runs = sorted(glob.glob(os.path.join(folder, "*")))
-    assert len(runs) == 1, runs
-    return runs[0]
 
 
 @pytest.mark.parametrize("algo", ["acer", "a3c"])

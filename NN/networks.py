@@ -224,11 +224,19 @@ def _check_box(obs_shape, action_low, action_high) -> None:
                          f"low {low.tolist()}, high {high.tolist()}")
 
 
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
 class GaussianA3CNet(nn.Module):
     """A3C for continuous actions: a diagonal Gaussian policy and a value critic, as two MLPs
     (two hidden layers of ``mlp_hidden``; the original's continuous A3C also kept the critic
     separate). The mean is ``center + scale * tanh(.)``, inside the action box; the standard
-    deviation is state-dependent, ``softplus(.) + min_std`` (times the box's half-width).
+    deviation is state-dependent, ``min_std + (max_std - min_std) * sigmoid(.)`` times the box's
+    half-width. The original's continuous branch used an unbounded ``softplus``; with actions
+    clipped to the box a wider Gaussian costs nothing, so the entropy bonus alone pushed its std
+    up without limit (HalfCheetah: std in the hundreds after 200k steps). Bounding it by the
+    half-width keeps exploration meaningful.
 
     The interface matches :class:`A3CNet` with the policy given as ``(mean, std)``; there is
     no recurrent state (``hidden`` is always None).
@@ -237,7 +245,7 @@ class GaussianA3CNet(nn.Module):
     recurrent = False
 
     def __init__(self, obs_shape: tuple[int, ...], action_low, action_high, mlp_hidden: int = 128,
-                 min_std: float = 1e-3):
+                 min_std: float = 1e-3, max_std: float = 1.0):
         super().__init__()
         _check_box(obs_shape, action_low, action_high)
         self.obs_shape = tuple(obs_shape)
@@ -248,13 +256,13 @@ class GaussianA3CNet(nn.Module):
         self.mean_head = _BoundedMean(mlp_hidden, action_low, action_high)
         self.std_head = nn.Linear(mlp_hidden, self.n_actions)
         self.critic = nn.Sequential(_mlp(n_in, mlp_hidden), nn.Linear(mlp_hidden, 1))
-        self.min_std = min_std
+        self.min_std, self.max_std = min_std, max_std
         _init_weights(self.actor, [self.mean_head.head, self.std_head])
         _init_weights(self.critic[0], [self.critic[1]])
         with torch.no_grad():  # start near mean = center, std = half the box's half-width
             self.mean_head.head.weight.mul_(0.1)
             self.std_head.weight.mul_(0.1)
-            self.std_head.bias.fill_(math.log(math.expm1(0.5)))
+            self.std_head.bias.fill_(_logit((0.5 - min_std) / (max_std - min_std)))
 
     def initial_hidden(self, batch: int = 1) -> None:
         return None
@@ -262,7 +270,8 @@ class GaussianA3CNet(nn.Module):
     def policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean, std)``, each [B, d]."""
         h = self.actor(obs.to(self.std_head.weight.dtype))
-        std = (torch.nn.functional.softplus(self.std_head(h)) + self.min_std) * self.mean_head.scale
+        fraction = torch.sigmoid(self.std_head(h))
+        std = (self.min_std + (self.max_std - self.min_std) * fraction) * self.mean_head.scale
         return self.mean_head(h), std
 
     def forward(self, obs: torch.Tensor, hidden=None):

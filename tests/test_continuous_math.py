@@ -202,6 +202,13 @@ def test_continuous_networks_keep_the_mean_in_the_box_and_the_std_positive():
         mean, std = net.step(obs)[0]
         assert (mean >= torch.tensor(low)).all() and (mean <= torch.tensor(high)).all()
         assert (std > 0).all()
+        assert (std <= torch.tensor([2.0, 0.5]) + 1e-6).all()  # at most the half-width
+    a3c = build_network("a3c", (3,), 2, {"recurrent": False}, (low, high))
+    torch.testing.assert_close(a3c.step(torch.zeros(1, 3))[0][1].mean() / torch.tensor(1.25),
+                               torch.tensor(0.5), atol=0.05, rtol=0)  # starts near half of it
+    with torch.no_grad():  # a head driven far up (what the entropy bonus does) saturates
+        a3c.std_head.bias.fill_(1e3)
+    torch.testing.assert_close(a3c.step(obs)[0][1], torch.tensor([2.0, 0.5]).expand(64, 2))
     sdn = build_network("acer", (3,), 2, {"policy_std": 0.3}, (low, high))
     assert isinstance(sdn, SDNet)
     torch.testing.assert_close(sdn.policy(obs)[1][0], torch.tensor([0.6, 0.15]))  # 0.3 half-widths

@@ -207,7 +207,7 @@ def test_continuous_networks_keep_the_mean_in_the_box_and_the_std_positive():
     torch.testing.assert_close(a3c.step(torch.zeros(1, 3))[0][1].mean() / torch.tensor(1.25),
                                torch.tensor(0.5), atol=0.05, rtol=0)  # starts near half of it
     with torch.no_grad():  # a head driven far up (what the entropy bonus does) saturates
-        a3c.std_head.bias.fill_(1e3)
+        a3c.std_logit.fill_(1e3)
     torch.testing.assert_close(a3c.step(obs)[0][1], torch.tensor([2.0, 0.5]).expand(64, 2))
     sdn = build_network("acer", (3,), 2, {"policy_std": 0.3}, (low, high))
     assert isinstance(sdn, SDNet)

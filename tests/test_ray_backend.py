@@ -84,3 +84,27 @@ def test_acer_on_a_two_node_ray_cluster_checkpoints_for_the_local_backend(tmp_pa
     result = main_cli(["--env_name", "CartPole-v1", "--weights", os.path.join(run, "checkpoint.pth"),
                        "--episodes", "1", "--no_video"], tmp_path)
     assert result.returncode == 0 and "Episode 1: score" in result.stdout, result.stderr
+
+
+def test_one_ray_worker_trains_bit_identically_to_one_local_worker(tmp_path, main_cli, monkeypatch):
+    """With a single worker there are no races, so the parameter server must reproduce the
+    shared-memory path exactly: same seed, same weights, average weights and Adam moments."""
+    import torch
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    states = {}
+    for backend in ("local", "ray"):
+        folder = tmp_path / backend
+        folder.mkdir()
+        result = main_cli(["--do_train", "--backend", backend, "--env_name", "CartPole-v1",
+                           "--n_workers", "1", "--total_steps", "600", "--seed", "5", "--interval", "10"],
+                          folder, timeout=600)
+        assert result.returncode == 0, result.stderr
+        (run,) = [os.path.join(folder, "Models", d) for d in os.listdir(folder / "Models")]
+        states[backend] = load_checkpoint(os.path.join(run, "checkpoint.pth"))
+    local, remote = states["local"], states["ray"]
+    assert local["counters"]["optimizer_steps"] == remote["counters"]["optimizer_steps"] > 50
+    for key in ("model", "average_model"):
+        for name, value in local[key].items():
+            assert torch.equal(value, remote[key][name]), (key, name)
+    for m_local, m_remote in zip(local["optimizer"]["exp_avg_sq"], remote["optimizer"]["exp_avg_sq"]):
+        assert torch.equal(m_local, m_remote)

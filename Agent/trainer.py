@@ -92,12 +92,12 @@ class Trainer:
         self.obs_shape, self.n_actions, _, self.action_bounds = spec or env_spec(cfg)
         torch.manual_seed(cfg.seed)
         self.global_net = build_network(cfg.algo, self.obs_shape, self.n_actions, cfg.to_dict(),
-                                    self.action_bounds)
+                                        self.action_bounds)
         self.global_net.share_memory()
         self.average_net = None  # ACER's average policy network
         if cfg.algo == "acer":
-            self.average_net = build_network(cfg.algo, self.obs_shape, self.n_actions, cfg.to_dict(),
-                                    self.action_bounds)
+            self.average_net = build_network(cfg.algo, self.obs_shape, self.n_actions,
+                                             cfg.to_dict(), self.action_bounds)
             self.average_net.load_state_dict(self.global_net.state_dict())
             self.average_net.share_memory()
         self.optimizer = SharedAdam(self.global_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)

@@ -41,8 +41,9 @@ def apply_gradients(loss: torch.Tensor, local_params: list[torch.Tensor], optimi
                     max_grad_norm: float, counters: torch.Tensor, worker_id: int) -> float | None:
     """Backpropagate ``loss`` through the local network, clip the gradient norm and step the
     global network with it (``optimizer``: anything with ``step(grads)``, such as
-    :class:`Agent.parameters.SharedParameters` or the shared Adam itself). A non-finite loss or gradient is never written into the shared
-    weights: the update is skipped and counted. Returns the gradient norm, or None if skipped."""
+    :class:`Agent.parameters.SharedParameters` or the shared Adam itself). A non-finite loss or
+    gradient is never written into the shared weights: the update is skipped and counted.
+    Returns the gradient norm, or None if skipped."""
     for p in local_params:
         p.grad = None
     loss.backward()

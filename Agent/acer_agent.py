@@ -142,7 +142,7 @@ class ContinuousACERAgent(ACERAgent):
     Acting samples a = m(x) + sigma * eps from the local policy; the replay keeps that sample
     (the environment receives it clipped into the box) and mu's mean and std. Each update
     draws a'_i ~ f(.|x_i) for the bias correction and ``sdn_samples`` actions u_j ~ f(.|x_i)
-    for the SDN's mean advantage from the current policy, with the worker's torch generator.
+    for the SDN's mean advantage from the current policy, with torch's generator (seeded per worker).
     """
 
     def act(self, obs) -> np.ndarray:

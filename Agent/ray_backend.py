@@ -61,6 +61,18 @@ def _torch_state(state: dict) -> dict:
     return {k: torch.from_numpy(np.array(v)) for k, v in state.items()}
 
 
+def _numpy_adam(state: dict) -> dict:
+    """A :meth:`SharedAdam.state_dict` with its moments as NumPy arrays (for Ray)."""
+    return {**state, "exp_avg": [m.numpy() for m in state["exp_avg"]],
+            "exp_avg_sq": [v.numpy() for v in state["exp_avg_sq"]]}
+
+
+def _torch_adam(state: dict) -> dict:
+    """The inverse of :func:`_numpy_adam`."""
+    return {**state, "exp_avg": [torch.from_numpy(np.array(m)) for m in state["exp_avg"]],
+            "exp_avg_sq": [torch.from_numpy(np.array(v)) for v in state["exp_avg_sq"]]}
+
+
 class ParameterServer:
     """The global state of a Ray run (made a Ray actor by :func:`_actor_classes`)."""
 
@@ -74,8 +86,7 @@ class ParameterServer:
             average_net = build_network(algo, tuple(obs_shape), n_actions, config, bounds)
             average_net.load_state_dict(_torch_state(average))
         adam = SharedAdam(self.global_net.parameters(), lr=config["lr"], eps=config["adam_eps"])
-        adam.load_state_dict({**optimizer, "exp_avg": [torch.from_numpy(m) for m in optimizer["exp_avg"]],
-                              "exp_avg_sq": [torch.from_numpy(v) for v in optimizer["exp_avg_sq"]]})
+        adam.load_state_dict(_torch_adam(optimizer))
         self.params = SharedParameters(self.global_net, average_net, adam, config["polyak"])
         self.grads = [torch.zeros_like(p) for p in self.params.global_params]
         self.counters = np.array(counters, dtype=np.int64)
@@ -118,8 +129,7 @@ class ParameterServer:
         return {"model": _numpy_state(self.global_net.state_dict()),
                 "average": (_numpy_state(self.params.average_net.state_dict())
                             if self.params.average_net is not None else None),
-                "optimizer": {**adam, "exp_avg": [m.numpy() for m in adam["exp_avg"]],
-                              "exp_avg_sq": [v.numpy() for v in adam["exp_avg_sq"]]}}
+                "optimizer": _numpy_adam(adam)}
 
 
 class RayParameters:
@@ -229,9 +239,7 @@ class RayTrainer(Trainer):
         self.global_net.load_state_dict(_torch_state(state["model"]))
         if self.average_net is not None:
             self.average_net.load_state_dict(_torch_state(state["average"]))
-        opt = state["optimizer"]
-        self.optimizer.load_state_dict({**opt, "exp_avg": [torch.from_numpy(m) for m in opt["exp_avg"]],
-                                        "exp_avg_sq": [torch.from_numpy(v) for v in opt["exp_avg_sq"]]})
+        self.optimizer.load_state_dict(_torch_adam(state["optimizer"]))
 
     def _drain_server(self, ray, server) -> None:
         messages, table, step, received = ray.get(server.drain.remote())
@@ -251,13 +259,11 @@ class RayTrainer(Trainer):
         cfg = self.cfg
         ray = self._ray = self._connect()
         server_class, worker_class = _actor_classes()
-        opt = self.optimizer.state_dict()
         self._server = server = server_class.remote(
             cfg.algo, self.obs_shape, self.n_actions, cfg.to_dict(), self.action_bounds,
             _numpy_state(self.global_net.state_dict()),
             _numpy_state(self.average_net.state_dict()) if self.average_net is not None else None,
-            {**opt, "exp_avg": [m.numpy() for m in opt["exp_avg"]],
-             "exp_avg_sq": [v.numpy() for v in opt["exp_avg_sq"]]},
+            _numpy_adam(self.optimizer.state_dict()),
             self.counters.numpy().copy())
         self.received = np.zeros(cfg.n_workers, dtype=np.int64)
         workers = [worker_class.options(name=None).remote() for _ in range(cfg.n_workers)]

@@ -4,12 +4,18 @@ A checkpoint is written to a temporary file in the same folder, flushed and
 fsynced, then moved over the old one with ``os.replace``, so a crash during a
 save leaves the previous file intact. Files are read with
 ``torch.load(weights_only=True)``, which refuses pickles that would run code.
+SIGINT and SIGTERM that arrive during a write are held until it is done, so a
+stopped run exits the usual way (130 or 143) instead of through torch's zip
+writer, which turns an exception raised inside it into an unrelated error.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import signal
 import tempfile
+import threading
 import zipfile
 
 import torch
@@ -40,8 +46,36 @@ class _WriteErrorRecorder:
         self.fh.flush()
 
 
+@contextlib.contextmanager
+def signals_held(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Hold ``signals`` while the body runs, then deliver the first that arrived to the handler
+    that was in place before. Outside the main thread (where handlers cannot be set) it does
+    nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum, frame):
+        pending.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():  # None: a handler set outside Python
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
 def save_checkpoint(state: dict, path: str) -> None:
-    """Write ``state`` to ``path`` atomically."""
+    """Write ``state`` to ``path`` atomically; SIGINT and SIGTERM wait until it is written."""
+    with signals_held():
+        _write_atomically(state, path)
+
+
+def _write_atomically(state: dict, path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     prefix = f".tmp-{os.path.basename(path)}-"
     for stale in os.listdir(folder):  # left by a save that was killed; one saver per path

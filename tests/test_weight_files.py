@@ -140,13 +140,16 @@ def test_shipped_cartpole_agents_play_from_the_fallback(tmp_path, main_cli, algo
     assert mean >= 450    # README: 493.7 (acer) and 477.2 (a3c) for these 10 seeded games
 
 
-def test_shipped_pong_acer_wins_full_games(tmp_path, main_cli):
-    """'Pre-Trained Weights/Pong_acer.pth' on the real game: two full games (no episodic life),
-    sampled actions, each won by at least 19 points (README: 20.8 +- 0.6 over 10)."""
-    weights = os.path.join(ROOT, "Pre-Trained Weights", "Pong_acer.pth")
-    result = main_cli(["--env_name", "PongNoFrameskip-v4", "--weights", weights, "--episodes", "2",
-                       "--no_video"], tmp_path, timeout=300)
+@pytest.mark.parametrize("algo, readme_score", [("acer", "20.8 +- 0.6"), ("a3c", "20.6 +- 0.5")])
+def test_shipped_pong_agents_win_full_games(tmp_path, main_cli, algo, readme_score):
+    """'Pre-Trained Weights/Pong_<algo>.pth' on the real game: two full games (no episodic life),
+    sampled actions, each won by at least 19 points (README: the score over 10 games)."""
+    weights = os.path.join(ROOT, "Pre-Trained Weights", f"Pong_{algo}.pth")
+    result = main_cli(["--env_name", "PongNoFrameskip-v4", "--algo", algo, "--weights", weights,
+                       "--episodes", "2", "--no_video"], tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     scores = [float(line.split("score ")[1]) for line in result.stdout.splitlines()
               if line.startswith("Episode ")]
     assert len(scores) == 2 and min(scores) >= 19, result.stdout
+    listing = open(os.path.join(ROOT, "Pre-Trained Weights", "README.md")).read()
+    assert f"`Pong_{algo}.pth` | PongNoFrameskip-v4 | {readme_score} over 10 full games" in listing

@@ -151,20 +151,24 @@ class Trainer:
             if locked:
                 self.optimizer.lock.release()
 
+    def counter_totals(self) -> dict:
+        """The run's counters as plain numbers: steps, episodes, iterations and updates per worker."""
+        c = self.counters.clone()
+        return {"global_steps": int(c[:, STEPS].sum()),
+                "worker_steps": c[:, STEPS].tolist(), "worker_episodes": c[:, EPISODES].tolist(),
+                "worker_iterations": c[:, ITERATIONS].tolist(),
+                "worker_updates": c[:, UPDATES].tolist(),
+                "worker_skipped_updates": c[:, SKIPPED].tolist(),
+                "optimizer_steps": int(self.optimizer.step_count)}
+
     def checkpoint_state(self) -> dict:
         """Everything needed to continue or play this run, as plain tensors and numbers."""
         model, optimizer = self._snapshot_weights()
-        c = self.counters.clone()
         state = {
             "format_version": FORMAT_VERSION, "algo": self.cfg.algo, "env_name": self.cfg.env_name,
             "obs_shape": list(self.obs_shape), "n_actions": self.n_actions,
             "network_kind": self.global_net.kind, "config": self.cfg.to_dict(),
-            "counters": {"global_steps": int(c[:, STEPS].sum()),
-                         "worker_steps": c[:, STEPS].tolist(), "worker_episodes": c[:, EPISODES].tolist(),
-                         "worker_iterations": c[:, ITERATIONS].tolist(),
-                         "worker_updates": c[:, UPDATES].tolist(),
-                         "worker_skipped_updates": c[:, SKIPPED].tolist(),
-                         "optimizer_steps": int(self.optimizer.step_count)},
+            "counters": self.counter_totals(),
             "logger": self.logger.state(),
             "model": model, "optimizer": optimizer,
         }
@@ -323,4 +327,4 @@ class Trainer:
         if self.save_failed:
             raise WorkerFailed(f"the final checkpoint could not be written; the last one saved "
                                f"(step {self.last_saved_step}) is kept")
-        return self.checkpoint_state()["counters"]
+        return self.counter_totals()

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "parameter server; pip install -r requirements-ray.txt)")
     p.add_argument("--ray_address", default=None,
                    help="ray: 'auto' or host:port joins a running cluster (default: start a local one)")
+    p.add_argument("--precision", default=None, choices=["fp32", "bf16"],
+                   help="acer training: bf16 runs the learner's image trunk in bfloat16 on CPUs "
+                        "with native bf16, about 1.6x the steps/s (default fp32; a resumed run keeps its own)")
     p.add_argument("--models_dir", default=None, help="where runs are saved (default Models)")
     p.add_argument("--logs_dir", default=None, help="where TensorBoard logs go (default Logs)")
     p.add_argument("--weights", default=None, help="play: checkpoint or weights file to load")
@@ -160,6 +163,7 @@ def main(argv=None) -> int:
     from Agent.trainer import Terminated, Trainer, WorkerFailed, env_spec
     from Utils.checkpoint import check_writable_dir
     from Utils.config import check_memory
+    from Utils.precision import check_precision
     if run_dir is None:
         stamp = time.strftime("%Y-%m-%d-%H-%M-%S")
         run_dir = os.path.join(cfg.models_dir, stamp)
@@ -168,6 +172,9 @@ def main(argv=None) -> int:
         check_writable_dir(run_dir, "--models_dir")
         check_writable_dir(log_dir, "--logs_dir")
         spec = env_spec(cfg)
+        problem = check_precision(cfg.precision, spec[0])
+        if problem:
+            fail(problem)
         check_memory(cfg, *spec)
         trainer_class = Trainer
         if cfg.backend == "ray":
@@ -188,7 +195,8 @@ def main(argv=None) -> int:
     # a training run stops cleanly on SIGINT (exit 130) or SIGTERM (143) however it was started.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, terminate)
-    print(f"Training {cfg.algo} on {cfg.env_name} with {cfg.n_workers} workers; "
+    print(f"Training {cfg.algo} on {cfg.env_name} with {cfg.n_workers} workers"
+          f"{' (bf16 learner)' if cfg.precision == 'bf16' else ''}; "
           f"run {run_dir}, logs {log_dir}", flush=True)
     try:
         counters = trainer.train()

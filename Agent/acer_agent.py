@@ -32,6 +32,11 @@ class ACERAgent:
         bounds = box_bounds(env)
         self.local_net = build_network("acer", params.obs_shape, params.n_actions,
                                        cfg.to_dict(), bounds)
+        # --precision bf16: the update's trunk runs in bfloat16, on channels-last tensors (the
+        # layout oneDNN's bf16 convolutions take without reordering); acting stays float32.
+        self.bf16 = getattr(cfg, "precision", "fp32") == "bf16"
+        if self.bf16:
+            self.local_net = self.local_net.to(memory_format=torch.channels_last)
         self.local_params = list(self.local_net.parameters())
         self.counters, self.worker_id = counters, worker_id
         self.rollout_length = cfg.k
@@ -112,16 +117,25 @@ class ACERAgent:
     def update(self, trajectory: dict[str, np.ndarray], sync: bool = True) -> dict[str, float] | None:
         """One ACER update of the shared network on ``trajectory`` (first syncing the local
         network with the global one, unless ``sync`` is False); its stats, or None if skipped."""
-        cfg = self.cfg
         if sync:
             self.sync()
+        loss, stats = self.loss(trajectory)
+        # the step also moves the average network: avg <- polyak * global + (1 - polyak) * avg
+        return update_global(loss, stats, self.local_params, self.params, self.cfg, self.counters,
+                             self.worker_id)
+
+    def loss(self, trajectory: dict[str, np.ndarray]) -> tuple[torch.Tensor, dict]:
+        """ACER's loss on ``trajectory`` under the local network, and its statistics."""
+        cfg = self.cfg
         states = torch.from_numpy(trajectory["states"])
+        if self.bf16:
+            states = states.contiguous(memory_format=torch.channels_last)
         # A time-limit truncation is a done whose target bootstraps from V(final observation),
         # stored at acting time: r_i + gamma * V(x_final) instead of r_i (Pardo et al. 2018).
         rewards = torch.from_numpy(trajectory["rewards"] + cfg.gamma * trajectory["truncation_values"])
-        logits, q = self.local_net(states)
+        logits, q = self.local_net(states, bf16_trunk=self.bf16)
         with torch.no_grad():
-            average_logits, _ = self.params.average_net(states[:-1])
+            average_logits, _ = self.params.average_net(states[:-1], bf16_trunk=self.bf16)
             bootstrap_value = (torch.softmax(logits[-1], -1) * q[-1]).sum()
         loss, stats = acer_loss(
             logits[:-1], q[:-1], average_logits,
@@ -130,9 +144,7 @@ class ACERAgent:
             bootstrap_value, gamma=cfg.gamma, c=cfg.c, delta=cfg.delta,
             entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef,
             trust_region=cfg.trust_region)
-        # the step also moves the average network: avg <- polyak * global + (1 - polyak) * avg
-        return update_global(loss, stats, self.local_params, self.params, cfg, self.counters,
-                             self.worker_id)
+        return loss, stats
 
 
 class ContinuousACERAgent(ACERAgent):

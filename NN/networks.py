@@ -64,12 +64,18 @@ class ACERNet(nn.Module):
         self.policy_head = nn.Linear(features, n_actions)
         _init_weights(self.trunk, [self.q_head, self.policy_head])
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Map a batch of observations to ``(policy logits, Q-values)``, each [B, A]."""
+    def forward(self, obs: torch.Tensor, bf16_trunk: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Map a batch of observations to ``(policy logits, Q-values)``, each [B, A].
+
+        ``bf16_trunk``: run the trunk's matrix products in bfloat16 (CPU autocast; the weights
+        stay float32 and receive float32 gradients), the heads in float32. Not in the paper or
+        the original: the learner's speed option ``--precision bf16``."""
         x = obs.float()
         if self.kind == "nature_cnn":
             x = x / 255.0
-        h = self.trunk(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_trunk):
+            h = self.trunk(x)
+        h = h.float()
         return self.policy_head(h), self.q_head(h)
 
     def initial_hidden(self, batch: int = 1) -> None:

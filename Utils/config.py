@@ -18,8 +18,9 @@ ALGOS = ("acer", "a3c")
 # Settings that describe the run rather than the algorithm: not read from the YAML.
 RUN_KEYS = ("env_name", "algo", "n_workers", "seed", "interval", "total_steps", "max_episodes",
             "models_dir", "logs_dir", "save_replay", "max_bad_updates", "stop_on_save_error",
-            "backend", "ray_address")
+            "backend", "ray_address", "precision")
 BACKENDS = ("local", "ray")
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,7 @@ class Config:
     stop_on_save_error: bool = False  # stop the run when a checkpoint cannot be written
     backend: str = "local"        # local: shared-memory workers; ray: actors and a parameter server
     ray_address: str = ""         # ray: "" starts a local Ray instance; "auto" or host:port joins one
+    precision: str = "fp32"       # bf16: ACER's learner runs its image trunk in bfloat16 (faster)
     # hyperparameters shared by both algorithms (defaults: the original's ACER table;
     # ALGO_DEFAULTS below holds where A3C's differ)
     lr: float = 1e-4
@@ -90,6 +92,11 @@ class Config:
             (self.algo in ALGOS, f"--algo must be one of {', '.join(ALGOS)}, got '{self.algo}'"),
             (self.backend in BACKENDS,
              f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'"),
+            (self.precision in PRECISIONS,
+             f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
+            (self.precision == "fp32" or self.algo == "acer",
+             f"--precision bf16 is for --algo acer only: A3C's update measured no faster in "
+             f"bfloat16 (its LSTM steps one at a time); use --precision fp32"),
             (self.n_workers >= 1, f"--n_workers must be at least 1, got {self.n_workers}"),
             (self.interval >= 1, f"--interval must be at least 1, got {self.interval}"),
             (self.total_steps >= 0, f"--total_steps must be >= 0, got {self.total_steps}"),

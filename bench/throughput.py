@@ -85,6 +85,8 @@ def floor_one_core(algo: str, env_name: str, n_workers: int, extra: list[str], s
     overrides = {"env_name": env_name, "n_workers": n_workers}
     if "--no_recurrent" in extra:
         overrides["recurrent"] = False
+    if "--precision" in extra:
+        overrides["precision"] = extra[extra.index("--precision") + 1]
     cfg = load_config(os.path.join(ROOT, "training_configs.yml"), algo, overrides)
     env = make_env(env_name, training=True, frame_stack=cfg.frame_stack)
     obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)

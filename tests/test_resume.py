@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import ROOT
 from Utils.checkpoint import load_checkpoint
+from Utils.precision import native_bf16
 
 
 def scalar_steps(log_dir, tag):
@@ -72,21 +73,30 @@ def test_ctrl_c_then_resume_continues_counters_and_curves(tmp_path, main_cli):
     assert load_checkpoint(os.path.join(run, "checkpoint.pth"))["logger"]["train_seconds"] >= wall[-1]
 
 
-@pytest.mark.parametrize("algo,env_name", [("acer", "CartPole-v1"), ("a3c", "CartPole-v1"),
-                                           ("acer", "Pendulum-v1"), ("a3c", "Pendulum-v1"),
-                                           ("acer", "HalfCheetah-v5")])
-def test_exact_resume_is_bit_identical(tmp_path, main_cli, algo, env_name):
+@pytest.mark.parametrize("algo,env_name,extra", [
+    ("acer", "CartPole-v1", []), ("a3c", "CartPole-v1", []),
+    ("acer", "Pendulum-v1", []), ("a3c", "Pendulum-v1", []),
+    ("acer", "HalfCheetah-v5", []),
+    # the bf16 learner on a real Atari game (bit-identical on the same machine)
+    pytest.param("acer", "PongNoFrameskip-v4", ["--precision", "bf16", "--total_memory_size", "4000"],
+                 marks=pytest.mark.skipif(not native_bf16(), reason="no native bfloat16"),
+                 id="acer-PongNoFrameskip-v4-bf16"),
+])
+def test_exact_resume_is_bit_identical(tmp_path, main_cli, algo, env_name, extra):
     """1 worker, fixed seed: N steps straight == N/2, stop, resume to N (ACER with
     --save_replay; A3C carries its LSTM state over; MuJoCo's simulator state is restored)."""
     common = ["--do_train", "--env_name", env_name, "--n_workers", "1", "--seed", "7",
-              "--interval", "1000", "--lr", "1e-3", "--algo", algo]
+              "--interval", "1000", "--lr", "1e-3", "--algo", algo, *extra]
     common += ["--save_replay"] if algo == "acer" else ["--total_update_period", "20"]
-    straight = main_cli(common + ["--total_steps", "3000", "--models_dir", "A", "--logs_dir", "LA"], tmp_path)
+    total = 1200 if env_name.startswith("Pong") else 3000   # Pong: 60 iterations, 150+ updates
+    straight = main_cli(common + ["--total_steps", str(total), "--models_dir", "A", "--logs_dir", "LA"],
+                        tmp_path)
     assert straight.returncode == 0, straight.stderr
-    half = main_cli(common + ["--total_steps", "1500", "--models_dir", "B", "--logs_dir", "LB"], tmp_path)
-    assert half.returncode == 0, half.stderr
-    rest = main_cli(common + ["--total_steps", "3000", "--models_dir", "B", "--logs_dir", "LB", "--resume"],
+    half = main_cli(common + ["--total_steps", str(total // 2), "--models_dir", "B", "--logs_dir", "LB"],
                     tmp_path)
+    assert half.returncode == 0, half.stderr
+    rest = main_cli(common + ["--total_steps", str(total), "--models_dir", "B", "--logs_dir", "LB",
+                              "--resume"], tmp_path)
     assert rest.returncode == 0, rest.stderr
     (a,) = glob.glob(str(tmp_path / "A" / "*" / "checkpoint.pth"))
     (b,) = glob.glob(str(tmp_path / "B" / "*" / "checkpoint.pth"))

@@ -20,7 +20,13 @@ beside it. ``measured / floor`` says how much of the machine the command uses.
 
     python bench/throughput.py [--algo acer a3c] [--env_name PongNoFrameskip-v4]
                                [--n_workers 1 2] [--backend local ray] [--seconds 60] [--warmup 20]
-                               [-- main.py flags]
+                               [--precision fp32 bf16] [--rounds 2] [-- main.py flags]
+
+With several ``--precision`` values (ACER), each precision gets its own floor and the runs
+are interleaved: ``--rounds`` rounds, each running every precision for ``seconds / rounds``
+(after its warm-up), so that the machine's drift falls on both alike; the windows of a
+precision's rounds are pooled. It prints each figure, their ratio to the first precision, and
+the one-core microbenchmark of a single ACER update (ms, isolated) per precision.
 
 With ``--backend ray`` (a local Ray instance) each run is also measured on the Ray backend,
 and the cost of one update through the parameter server is measured on its own: bytes
@@ -69,7 +75,8 @@ def compute_floor(algo: str, env_name: str, n_workers: int, extra: list[str]) ->
                                                        for seed in range(cores)])
     return {**{k: float(np.mean([c[k] for c in concurrent])) for k in isolated},
             "floor": sum(1e3 / c["step_ms"] for c in concurrent),
-            "isolated_floor": cores * 1e3 / isolated["step_ms"]}
+            "isolated_floor": cores * 1e3 / isolated["step_ms"],
+            "isolated_update_ms": isolated["update_ms"]}
 
 
 def floor_one_core(algo: str, env_name: str, n_workers: int, extra: list[str], seed: int = 0,
@@ -225,9 +232,32 @@ def measure(algo: str, env_name: str, n_workers: int, seconds: float, warmup: fl
             rates.append((s - start[1]) / (t - start[0]))
             start = (t, s)
     total = (measured[-1][1] - measured[0][1]) / (measured[-1][0] - measured[0][0])
+    return summarize(rates, [(total, measured[-1][0] - measured[0][0])], first_step_s)
+
+
+def summarize(rates: list[float], spans: list[tuple[float, float]], first_step_s) -> dict:
+    """Statistics over pooled window rates; ``spans``: (mean rate, seconds) per measured run."""
+    seconds = sum(t for _, t in spans)
     return {"median": float(np.median(rates)), "min": float(np.min(rates)), "max": float(np.max(rates)),
-            "mean": total, "windows": len(rates), "first_report_s": first_report_s,
-            "first_step_s": first_step_s if first_step_s is not None else float("nan")}
+            "mean": sum(r * t for r, t in spans) / seconds, "windows": len(rates), "rates": rates,
+            "spans": spans, "first_step_s": first_step_s if first_step_s is not None else float("nan")}
+
+
+def measure_rounds(algo: str, env_name: str, n: int, precisions: list[str], rounds: int, args,
+                   extra: list[str], backend: str) -> dict:
+    """Each precision run ``rounds`` times for seconds / rounds, interleaved; pooled results."""
+    pooled = {p: {"rates": [], "spans": [], "first": []} for p in precisions}
+    for _ in range(rounds):
+        for precision in precisions:
+            flags = extra + (["--precision", precision] if len(precisions) > 1 or precision != "fp32"
+                             else [])
+            r = measure(algo, env_name, n, args.seconds / rounds, args.warmup, args.window,
+                        args.report_steps, flags, backend)
+            pooled[precision]["rates"] += r["rates"]
+            pooled[precision]["spans"] += r["spans"]
+            pooled[precision]["first"].append(r["first_step_s"])
+    return {p: summarize(v["rates"], v["spans"], float(np.median(v["first"])))
+            for p, v in pooled.items()}
 
 
 def main() -> None:
@@ -240,31 +270,52 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=20.0, help="seconds discarded after the first report")
     p.add_argument("--window", type=float, default=10.0, help="seconds per rate window")
     p.add_argument("--report_steps", type=int, default=1000, help="agent steps between console lines")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                   help="learner precisions to compare (ACER; A3C runs fp32 only)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="interleaved rounds per precision (default 2 with several precisions, else 1)")
     args, extra = p.parse_known_args()
     extra = [a for a in extra if a != "--"]
+    rounds = args.rounds or (2 if len(args.precision) > 1 else 1)
     results = {}
     for algo in args.algo:
+        precisions = args.precision if algo == "acer" else ["fp32"]
         for n in args.n_workers:
-            floor = compute_floor(algo, args.env_name, n, extra)
-            print(f"{algo} {n} workers floor, per agent step on each core: env {floor['env_ms']:.2f} ms + "
-                  f"act {floor['act_ms']:.2f} ms + update {floor['update_ms']:.1f} ms x "
-                  f"{floor['updates_per_step']:.4f} = {floor['step_ms']:.2f} ms -> "
-                  f"{floor['floor']:.1f} steps/s on {min(n, os.cpu_count() or 1)} core(s) "
-                  f"(isolated one-core rate x {min(n, os.cpu_count() or 1)}: "
-                  f"{floor['isolated_floor']:.1f})", flush=True)
+            floors = {}
+            for precision in precisions:
+                floors[precision] = floor = compute_floor(algo, args.env_name, n,
+                                                          extra + ["--precision", precision])
+                print(f"{algo} {n} workers {precision} floor, per agent step on each core: env "
+                      f"{floor['env_ms']:.2f} ms + act {floor['act_ms']:.2f} ms + update "
+                      f"{floor['update_ms']:.1f} ms x {floor['updates_per_step']:.4f} = "
+                      f"{floor['step_ms']:.2f} ms -> {floor['floor']:.1f} steps/s on "
+                      f"{min(n, os.cpu_count() or 1)} core(s) (isolated one-core rate x "
+                      f"{min(n, os.cpu_count() or 1)}: {floor['isolated_floor']:.1f})", flush=True)
             for backend in args.backend:
-                results[algo, n, backend] = measure(algo, args.env_name, n, args.seconds, args.warmup,
-                                                    args.window, args.report_steps, extra, backend)
-                results[algo, n, backend].update(floor)
-    print(f"\n{'algo':6} {'workers':>7} {'backend':>7} {'median':>8} {'min':>8} {'max':>8} {'mean':>8} "
-          f"{'windows':>8} {'floor':>8} {'of floor':>9} {'1st step s':>11}")
-    for (algo, n, backend), r in results.items():
-        print(f"{algo:6} {n:7d} {backend:>7} {r['median']:8.1f} {r['min']:8.1f} {r['max']:8.1f} "
-              f"{r['mean']:8.1f} {r['windows']:8d} {r['floor']:8.1f} {r['median'] / r['floor']:8.0%} "
-              f"{r['first_step_s']:11.1f}")
-    for (algo, n, backend), r in results.items():
-        print(f"{algo} {n} workers ({backend}): {r['median']:.1f} steps/s (floor {r['floor']:.1f}, "
-              f"{r['median'] / r['floor']:.0%}; min {r['min']:.1f}, max {r['max']:.1f}) on {args.env_name}")
+                measured = measure_rounds(algo, args.env_name, n, precisions, rounds, args, extra,
+                                          backend)
+                for precision, r in measured.items():
+                    results[algo, n, backend, precision] = {**r, **floors[precision]}
+    print(f"\n{'algo':6} {'workers':>7} {'backend':>7} {'prec':>5} {'median':>8} {'min':>8} {'max':>8} "
+          f"{'mean':>8} {'windows':>8} {'floor':>8} {'of floor':>9} {'1st step s':>11}")
+    for (algo, n, backend, precision), r in results.items():
+        print(f"{algo:6} {n:7d} {backend:>7} {precision:>5} {r['median']:8.1f} {r['min']:8.1f} "
+              f"{r['max']:8.1f} {r['mean']:8.1f} {r['windows']:8d} {r['floor']:8.1f} "
+              f"{r['median'] / r['floor']:8.0%} {r['first_step_s']:11.1f}")
+    for (algo, n, backend, precision), r in results.items():
+        print(f"{algo} {n} workers ({backend}, {precision}): {r['median']:.1f} steps/s (floor "
+              f"{r['floor']:.1f}, {r['median'] / r['floor']:.0%}; min {r['min']:.1f}, max "
+              f"{r['max']:.1f}) on {args.env_name}")
+    for (algo, n, backend, precision), r in results.items():
+        base = results.get((algo, n, backend, args.precision[0]))
+        if precision == args.precision[0] or base is None:
+            continue
+        print(f"{algo} {n} workers ({backend}): {precision} / {args.precision[0]} = "
+              f"{r['median'] / base['median']:.2f}x steps/s (means {r['mean'] / base['mean']:.2f}x), "
+              f"floor {r['floor'] / base['floor']:.2f}x; one ACER update on one core (isolated): "
+              f"{base['isolated_update_ms']:.1f} ms {args.precision[0]} vs "
+              f"{r['isolated_update_ms']:.1f} ms {precision} "
+              f"({base['isolated_update_ms'] / r['isolated_update_ms']:.2f}x)")
     if "ray" in args.backend:
         for algo in args.algo:
             o = ray_update_overhead(algo, args.env_name, extra)

@@ -105,7 +105,7 @@ def test_bf16_update_agrees_with_fp32_on_real_pong():
         kept = probs32 >= 0.01
         relative = ((probs16 - probs32).abs() / probs32)[kept]
         assert float(relative.max()) <= MAX_PROB_RELATIVE_ERROR
-    # the bf16 agent acts in float32 (its channels-last layout only reorders the sums)
+    # the bf16 agent acts in float32
     obs = torch.from_numpy(trajectories[0]["states"][:1])
     with torch.no_grad():
         torch.testing.assert_close(fp32.local_net(obs)[0], bf16.local_net(obs)[0],

@@ -62,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logs_dir", default=None, help="where TensorBoard logs go (default Logs)")
     p.add_argument("--weights", default=None, help="play: checkpoint or weights file to load")
     p.add_argument("--episodes", type=int, default=1, help="play: number of full games")
+    p.add_argument("--noop_max", type=int, default=30, metavar="N",
+                   help="play, Atari: start each game with 1 to N random no-op frames (0 to 30; "
+                        "default 30, as in training and the papers' protocol; 0: none)")
+    p.add_argument("--sticky", type=float, default=0.0, metavar="P",
+                   help="play, Atari: repeat the previous frame's action with probability P "
+                        "(Machado et al. 2018; ALE v5 uses 0.25; default 0: deterministic)")
+    p.add_argument("--max_frames", type=int, default=108_000, metavar="N",
+                   help="play, Atari: end a game as truncated after N emulator frames "
+                        "(default 108000, 30 minutes; 0: no cap)")
     p.add_argument("--greedy", action="store_true",
                    help="play: take the most probable action (continuous: the Gaussian's mean)")
     p.add_argument("--no_video", action="store_true", help="play: do not record the first game to Vid/")
@@ -84,7 +93,7 @@ def fail(message: str) -> NoReturn:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from Utils.atari_wrappers import check_env_id, has_box_actions
+    from Utils.atari_wrappers import check_env_id, has_box_actions, is_atari
     from Utils.checkpoint import (CHECKPOINT_NAME, CheckpointError, export_weights, latest_run,
                                   load_checkpoint, pretrained_path)
     from Utils.config import (RUN_KEYS, ConfigError, HYPERPARAMETER_KEYS, check_keys_for_algo,
@@ -119,6 +128,12 @@ def main(argv=None) -> int:
                 fail(f"--resume: {run_dir} is a {resume_state['env_name']} run, not {overrides['env_name']}")
         if args.episodes < 1:
             fail(f"--episodes must be at least 1, got {args.episodes}")
+        if not 0 <= args.noop_max <= 30:
+            fail(f"--noop_max must be in 0..30 (the papers' protocol uses 30), got {args.noop_max}")
+        if not 0 <= args.sticky < 1:
+            fail(f"--sticky must be a probability in [0, 1), got {args.sticky}")
+        if args.max_frames < 0:
+            fail(f"--max_frames must be >= 0 (0: no cap), got {args.max_frames}")
         algo = overrides.get("algo") or "acer"
         check_keys_for_algo(algo, given)
         env_name = overrides.get("env_name") or "PongNoFrameskip-v4"
@@ -154,10 +169,16 @@ def main(argv=None) -> int:
                     else pretrained_path(HERE, cfg.env_name, cfg.algo))
         try:
             scores = play(load_checkpoint(path), cfg.env_name, args.episodes, cfg.seed, args.greedy,
-                          video_dir=None if args.no_video else "Vid", render=args.render)
+                          video_dir=None if args.no_video else "Vid", render=args.render,
+                          noop_max=args.noop_max, sticky=args.sticky, max_frames=args.max_frames)
         except CheckpointError as err:
             fail(str(err))
         print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} +- {np.std(scores):.2f}")
+        if is_atari(cfg.env_name):
+            from Utils.evaluation import summary_line
+            print(f"Protocol (no-op starts up to {args.noop_max}, sticky {args.sticky:g}, "
+                  f"cap {args.max_frames:,} frames, {sum(scores.truncated)} truncated): "
+                  f"{summary_line(cfg.env_name, scores)}")
         return 0
 
     from Agent.trainer import Terminated, Trainer, WorkerFailed, env_spec

@@ -24,7 +24,8 @@ from Agent.worker import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SKIPPED,
 from NN.networks import build_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import box_bounds, make_env
-from Utils.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, save_checkpoint
+from Utils.checkpoint import (BEST_NAME, CHECKPOINT_NAME, FORMAT_VERSION, WEIGHT_KEYS, CheckpointError,
+                              load_checkpoint, save_checkpoint)
 from Utils.config import Config
 from Utils.logger import RunLogger
 
@@ -118,6 +119,19 @@ class Trainer:
         self.last_saved_step = int(resume_state["counters"]["global_steps"]) if resume_state else 0
         self.save_failed = False               # the latest save attempt failed
         self.resumed = resume_state is not None
+        self.best_reward = self._best_so_far()
+
+    def _best_so_far(self) -> float | None:
+        """The running reward ``best.pth`` was written at (a resumed run continues from it)."""
+        path = os.path.join(self.run_dir, BEST_NAME)
+        if not os.path.exists(path):
+            return None
+        try:
+            return float(load_checkpoint(path)["best_running_reward"])
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            print(f"warning: {path} is unreadable; it will be replaced by the next best weights",
+                  file=sys.stderr, flush=True)
+            return None
 
     def _restore_counters(self, saved: dict) -> None:
         columns = {"worker_steps": STEPS, "worker_episodes": EPISODES,
@@ -204,6 +218,28 @@ class Trainer:
             self.save_failed = True
             return False
 
+    def save_best(self) -> bool:
+        """Write ``best.pth`` (the playable weights, as ``--export`` writes them) when the
+        full-game running reward is above the one it was last written at; True if written."""
+        running = self.logger.running_reward
+        if running is None or (self.best_reward is not None and running <= self.best_reward):
+            return False
+        path = os.path.join(self.run_dir, BEST_NAME)
+        full = self.checkpoint_state()
+        if not all(torch.isfinite(v).all() for v in full["model"].values() if v.is_floating_point()):
+            return False
+        state = {key: full[key] for key in WEIGHT_KEYS if key in full}
+        state["best_running_reward"] = float(running)
+        state["episodes"] = int(self.logger.episodes)
+        try:
+            save_checkpoint(state, path)
+        except OSError as err:
+            print(f"warning: best weights not saved to {path}: {err.strerror or err}",
+                  file=sys.stderr, flush=True)
+            return False
+        self.best_reward = float(running)
+        return True
+
     def _budget_spent(self) -> bool:
         cfg = self.cfg
         return bool((cfg.total_steps and self.global_steps >= cfg.total_steps)
@@ -221,6 +257,9 @@ class Trainer:
         elif kind == "episode":
             _, _, reward, length, step = message
             self.logger.episode(worker_id, reward, length, step)
+        elif kind == "life":
+            _, _, reward, length, step, game_over = message
+            self.logger.life(worker_id, reward, length, step, game_over)
         elif kind == "iteration":
             _, _, stats, replay_len = message
             if worker_id == 0:
@@ -230,6 +269,7 @@ class Trainer:
                                    self.replay_len if self.cfg.algo == "acer" else None,
                                    int(self.counters[:, SKIPPED].sum()))
                 self.save()
+                self.save_best()
         elif kind == "warning":
             print(f"warning: worker {worker_id}: {message[2]}", file=sys.stderr, flush=True)
         elif kind == "error":
@@ -312,6 +352,7 @@ class Trainer:
                 failure = failure or err
             try:
                 self.save()
+                self.save_best()
             except WorkerFailed as err:
                 failure = failure or err
             self.logger.close()

@@ -134,6 +134,10 @@ def run_worker(worker_id: int, cfg, params, counters: torch.Tensor, stop_event, 
                 first_step = False
             agent.record(action, reward * cfg.reward_scale, terminated, truncated, obs)
             mine[STEPS] += 1
+            if "life" in info:  # Atari training: a life (the original's episode) ended
+                life = info["life"]
+                queue.put(("life", worker_id, float(life["r"]), int(life["l"]),
+                           int(counters[:, STEPS].sum()), bool(life["game_over"])))
             if "episode" in info:
                 mine[EPISODES] += 1
                 queue.put(("episode", worker_id, float(info["episode"]["r"]),

@@ -50,33 +50,77 @@ class EpisodicLife(gym.Wrapper):
     After a life loss, ``reset`` continues the same game with one NOOP step
     instead of restarting it, so the agent learns that losing a life is final
     while the emulator keeps playing (Mnih et al. 2015).
+
+    Every episode it ends (a life, or the rest of a game) is reported in ``info["life"]`` as
+    ``{"r": raw score, "l": agent steps, "game_over": the game ended too}``: the episodes the
+    original counted and logged.
     """
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
         self.lives = 0
         self.game_over = True
+        self.life_return, self.life_length = 0.0, 0   # raw (unclipped) score of the current life
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
+        self.life_return += float(reward)
+        self.life_length += 1
         self.game_over = terminated or truncated
         lives = self.env.unwrapped.ale.lives()
         if 0 < lives < self.lives:
             terminated = True
             info["life_lost"] = True
         self.lives = lives
+        if terminated or truncated:
+            info["life"] = {"r": self.life_return, "l": self.life_length,
+                            "game_over": self.game_over}
+            self.life_return, self.life_length = 0.0, 0
         return obs, reward, terminated, truncated, info
 
     def reset(self, **kwargs):
         if self.game_over:
             obs, info = self.env.reset(**kwargs)
         else:
-            obs, _, terminated, truncated, info = self.env.step(0)
+            obs, reward, terminated, truncated, info = self.env.step(0)
+            self.life_return += float(reward)  # the next life's score starts with this step's
             if terminated or truncated:
                 obs, info = self.env.reset(**kwargs)
+                self.life_return = 0.0
         self.game_over = False
         self.lives = self.env.unwrapped.ale.lives()
         return obs, info
+
+
+class StickyActions(gym.Wrapper):
+    """With probability ``p``, each emulator frame executes the previous frame's action instead
+    of the one chosen (Machado et al. 2018; what ALE v5's ``repeat_action_probability`` does
+    inside the emulator, done here, below the frame skip, so that play can count it).
+
+    ``frames``, ``repeated`` (frames that took the previous action) and ``differed`` (frames
+    whose executed action was not the chosen one) count what happened."""
+
+    def __init__(self, env: gym.Env, p: float, seed: int | None = None):
+        super().__init__(env)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"sticky action probability must be in [0, 1), got {p}")
+        self.p, self.rng = p, np.random.default_rng(seed)
+        self.previous = 0
+        self.frames = self.repeated = self.differed = 0
+
+    def reset(self, **kwargs):
+        self.previous = 0   # NOOP, as the emulator starts
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        executed = action
+        if self.rng.random() < self.p:
+            executed = self.previous
+            self.repeated += 1
+        self.differed += int(executed != action)
+        self.frames += 1
+        self.previous = executed
+        return self.env.step(executed)
 
 
 class FireReset(gym.Wrapper):
@@ -122,13 +166,16 @@ def check_env_id(env_id: str) -> None:
 
 
 def make_env(env_id: str, training: bool = True, frame_stack: int = 4,
-             render_mode: str | None = None) -> gym.Env:
+             render_mode: str | None = None, noop_max: int = 30, sticky: float = 0.0,
+             seed: int | None = None) -> gym.Env:
     """Build the environment used for training (``training=True``) or play.
 
-    Atari: NoopReset -> MaxAndSkip(4) -> Gray 84x84 -> episode statistics ->
-    [EpisodicLife] -> [FireReset] -> [sign-clipped rewards] -> FrameStack(4).
-    Episodic life and reward clipping are for training only; play sees full
-    games and raw scores. Observations are uint8 arrays of shape (4, 84, 84).
+    Atari: [StickyActions] -> NoopReset(1 to ``noop_max`` no-op frames) -> MaxAndSkip(4) ->
+    Gray 84x84 -> episode statistics -> [EpisodicLife] -> [FireReset] -> [sign-clipped
+    rewards] -> FrameStack(4). Episodic life and reward clipping are for training only; play
+    sees full games and raw scores. Observations are uint8 arrays of shape (4, 84, 84).
+    ``sticky`` > 0 (play's ``--sticky``) repeats the previous frame's action with that
+    probability, drawn from a generator seeded with ``seed``.
 
     Vector observations: the raw environment with episode statistics.
     """
@@ -141,7 +188,9 @@ def make_env(env_id: str, training: bool = True, frame_stack: int = 4,
     env = gym.make(env_id, obs_type="grayscale", render_mode=render_mode)
     if getattr(env.unwrapped, "_frameskip", 1) != 1:
         raise ValueError(f"{env_id} skips frames itself; use a NoFrameskip-v4 id or ALE/... with frameskip=1")
-    env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=FRAME_SIZE,
+    if sticky > 0:
+        env = StickyActions(env, sticky, seed)
+    env = AtariPreprocessing(env, noop_max=noop_max, frame_skip=4, screen_size=FRAME_SIZE,
                              terminal_on_life_loss=False, grayscale_obs=True)
     env = RecordEpisodeStatistics(env)
     if training:
@@ -182,7 +231,7 @@ def has_box_actions(env_id: str) -> bool:
 _WRAPPER_STATE = {
     FrameStackObservation: ("obs_queue",),
     AtariPreprocessing: ("obs_buffer", "lives", "game_over"),
-    EpisodicLife: ("lives", "game_over"),
+    EpisodicLife: ("lives", "game_over", "life_return", "life_length"),
     RecordEpisodeStatistics: ("episode_returns", "episode_lengths", "episode_count"),
     gym.wrappers.TimeLimit: ("_elapsed_steps",),
     gym.wrappers.common.OrderEnforcing: ("_has_reset",),

@@ -23,6 +23,7 @@ import yaml
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pth"
+BEST_NAME = "best.pth"   # the weights at the best full-game running reward (Agent/trainer.py)
 
 
 class CheckpointError(ValueError):

@@ -9,6 +9,12 @@ the old value, started at the first value. Episodes are whole games with raw
 (unclipped) scores. ``episodes.csv`` beside the events keeps every episode so
 plots need no TensorBoard; its ``wall_time`` is seconds of training, summed over
 resumes (the time between a stop and its resume is not counted).
+
+Atari training also has the original's own view: it ended an episode at every lost life and
+logged worker 0 alone. ``lives.csv`` keeps every life any worker ends (raw score, length,
+the worker's own life count, global step, training time) with worker 0's running life score;
+TensorBoard gets ``Per life (worker 0)/Running Reward`` and ``.../Reward`` against worker 0's
+life count, and the full-game curves again as ``Full games (all workers)/...``.
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ import psutil
 from torch.utils.tensorboard import SummaryWriter
 
 EPISODE_FIELDS = ("episode", "global_step", "wall_time", "worker", "reward", "length", "running_reward")
+LIFE_FIELDS = ("life", "worker", "worker_life", "global_step", "wall_time", "reward", "length",
+               "game_over", "worker0_running_reward")
 
 
 def running_average(old: float | None, new: float, weight: float = 0.99) -> float:
@@ -32,6 +40,7 @@ class RunLogger:
 
     def __init__(self, log_dir: str, interval: int, start: dict | None = None):
         os.makedirs(log_dir, exist_ok=True)
+        self.log_dir = log_dir
         start = start or {}
         self.writer = SummaryWriter(log_dir)
         self.interval = interval
@@ -39,6 +48,10 @@ class RunLogger:
         self.iterations = int(start.get("iterations", 0))
         self.running_reward = start.get("running_reward")
         self.max_reward = start.get("max_reward")
+        self.lives = int(start.get("lives", 0))
+        self.worker_lives = [int(n) for n in start.get("worker_lives", [])]
+        self.life_running_reward = start.get("life_running_reward")   # worker 0's lives
+        self.lives_csv_file = self.lives_csv = None  # opened at the first life (Atari only)
         self.running = {"pg_loss": None, "value_loss": None, "grad_norm": None, "entropy": None}
         self.last = {"reward": float("nan"), "length": 0}
         # Training time is cumulative over resumes: the CSV's wall_time and the console's Time
@@ -61,8 +74,35 @@ class RunLogger:
         self.writer.add_scalar("Max Reward", self.max_reward, self.episodes)
         self.writer.add_scalar("Running Reward", self.running_reward, self.episodes)
         self.writer.add_scalar("Episode length", length, self.episodes)
+        self.writer.add_scalar("Full games (all workers)/Running Reward", self.running_reward,
+                               self.episodes)
         self.csv.writerow((self.episodes, global_step, round(time.time() - self.t0, 3), worker,
                            reward, length, round(self.running_reward, 4)))
+
+    def life(self, worker: int, reward: float, length: int, global_step: int,
+             game_over: bool = False) -> None:
+        """Record one life a worker ended (the original's episode; raw score); ``game_over``:
+        it was the game's last."""
+        if self.lives_csv is None:
+            path = os.path.join(self.log_dir, "lives.csv")
+            new = not os.path.exists(path)
+            self.lives_csv_file = open(path, "a", newline="")
+            self.lives_csv = csv.writer(self.lives_csv_file)
+            if new:
+                self.lives_csv.writerow(LIFE_FIELDS)
+        self.lives += 1
+        while len(self.worker_lives) <= worker:
+            self.worker_lives.append(0)
+        self.worker_lives[worker] += 1
+        if worker == 0:
+            self.life_running_reward = running_average(self.life_running_reward, reward)
+            n = self.worker_lives[0]
+            self.writer.add_scalar("Per life (worker 0)/Running Reward", self.life_running_reward, n)
+            self.writer.add_scalar("Per life (worker 0)/Reward", reward, n)
+        running = "" if self.life_running_reward is None else round(self.life_running_reward, 4)
+        self.lives_csv.writerow((self.lives, worker, self.worker_lives[worker], global_step,
+                                 round(time.time() - self.t0, 3), reward, length,
+                                 int(game_over), running))
 
     def iteration(self, stats: dict) -> bool:
         """Record one worker iteration's update statistics; True when an interval is complete."""
@@ -88,6 +128,8 @@ class RunLogger:
             self.writer.add_scalar("Steps per second", self.steps_per_second, global_step)
         self.rate_t, self.rate_steps = now, global_step
         self.csv_file.flush()
+        if self.lives_csv_file is not None:
+            self.lives_csv_file.flush()
         mem = psutil.virtual_memory()
         running = float("nan") if self.running_reward is None else self.running_reward
         replay = "" if replay_len is None else f"Replay len: {replay_len} | "
@@ -105,8 +147,12 @@ class RunLogger:
         """Numbers a resumed run needs to continue the curves."""
         return {"episodes": self.episodes, "iterations": self.iterations,
                 "running_reward": self.running_reward, "max_reward": self.max_reward,
-                "train_seconds": round(time.time() - self.t0, 3)}
+                "train_seconds": round(time.time() - self.t0, 3), "lives": self.lives,
+                "worker_lives": list(self.worker_lives),
+                "life_running_reward": self.life_running_reward}
 
     def close(self) -> None:
+        if self.lives_csv_file is not None:
+            self.lives_csv_file.close()
         self.csv_file.close()
         self.writer.close()

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import time
 
+import gymnasium as gym
 import imageio.v2 as imageio
 import numpy as np
 import torch
 
 from NN.networks import build_network
-from Utils.atari_wrappers import box_bounds, make_env
+from Utils.atari_wrappers import StickyActions, box_bounds, is_atari, make_env
 from Utils.checkpoint import CheckpointError
+from Utils.evaluation import FRAMES_PER_GAME
 
 
 def check_env_name(state: dict, env_name: str) -> None:
@@ -119,17 +121,54 @@ class Window:
         self.pygame.quit()
 
 
+class Scores(list):
+    """The raw scores of the games played, with ``truncated`` (one flag per game: the frame
+    cap or the environment's time limit ended it) and, with sticky actions, the counts of
+    :class:`Utils.atari_wrappers.StickyActions` (``sticky_counts``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.truncated: list[bool] = []
+        self.sticky_counts: dict[str, int] | None = None
+
+
+def game_line(episode: int, episodes: int, scores: Scores, frames: int, atari: bool) -> str:
+    """``Game 3/10: score 21.0 | mean so far 20.33`` (and a note when the game was cut off)."""
+    line = f"Game {episode + 1}/{episodes}: score {scores[-1]:.1f}"
+    if scores.truncated[-1]:
+        line += f" (truncated after {frames:,} {'frames' if atari else 'steps'})"
+    if episodes > 1:
+        line += f" | mean so far {np.mean(scores):.2f}"
+    return line
+
+
+def find_wrapper(env, wrapper_type):
+    """The first wrapper of ``wrapper_type`` in ``env``'s stack, or None."""
+    e = env
+    while isinstance(e, gym.Wrapper):
+        if isinstance(e, wrapper_type):
+            return e
+        e = e.env
+    return None
+
+
 def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
          greedy: bool = False, verbose: bool = True, video_dir: str | None = None,
-         render: bool = False) -> list[float]:
+         render: bool = False, noop_max: int = 30, sticky: float = 0.0,
+         max_frames: int = FRAMES_PER_GAME) -> Scores:
     """Play ``episodes`` full games with the checkpoint's policy; return the raw scores.
 
     With ``video_dir``, the first game is saved there as MP4 and GIF; with ``render``,
-    every game is shown in a window (when a display is available).
+    every game is shown in a window (when a display is available). Atari games start with
+    1 to ``noop_max`` no-op frames (0: none), repeat the previous frame's action with
+    probability ``sticky``, and end truncated after ``max_frames`` emulator frames
+    (4 per agent step; 0: no cap).
     """
     if render and not display_available():
         print("warning: --render: no display available; playing without a window")
         render = False
+    if not render:  # frames are drawn off-screen: SDL (pygame) needs no display and says nothing
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     # Batch-1 inference gains nothing from intra-op threads, and spinning threads
     # compete with the video encoder (and any training run): 20 ms per forward instead of 1.5.
     torch.set_num_threads(1)
@@ -137,8 +176,10 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
     if not display_available():  # MuJoCo renders off-screen through EGL where there is no display
         os.environ.setdefault("MUJOCO_GL", "egl")
     frame_stack = int(state["config"].get("frame_stack", 4))
+    atari = is_atari(env_name)
+    options = {"noop_max": noop_max, "sticky": sticky, "seed": seed} if atari else {}
     env = make_env(env_name, training=False, frame_stack=frame_stack,
-                   render_mode="rgb_array" if video_dir or render else None)
+                   render_mode="rgb_array" if video_dir or render else None, **options)
     if video_dir or render:
         try:
             env.reset(seed=seed)
@@ -148,7 +189,7 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
                   "playing without video or window")
             env.close()
             video_dir, render = None, False
-            env = make_env(env_name, training=False, frame_stack=frame_stack)
+            env = make_env(env_name, training=False, frame_stack=frame_stack, **options)
     bounds = action_bounds(state)
     env_bounds = box_bounds(env)
     n_env_actions = len(env_bounds[0]) if env_bounds else getattr(env.action_space, "n", None)
@@ -161,7 +202,9 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
     net = build_policy(state, env_name)
     window = Window(env_name) if render else None
     generator = torch.Generator().manual_seed(seed)
-    scores = []
+    frames_per_step = 4 if atari else 1
+    step_cap = max_frames // frames_per_step if atari and max_frames else 0
+    scores = Scores()
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         recorder = None
@@ -179,21 +222,31 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
 
         show_frame()
         hidden = net.initial_hidden()  # A3C's LSTM state, zeroed for each game
+        steps, score = 0, 0.0
         while True:
             with torch.no_grad():
                 policy, hidden = net.step(torch.from_numpy(np.asarray(obs)).unsqueeze(0), hidden)
             action = choose_action(policy, greedy, generator, bounds)
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(action)
+            steps, score = steps + 1, score + float(reward)
             show_frame()
-            if terminated or truncated:
+            capped = bool(step_cap) and steps >= step_cap and not terminated
+            if terminated or truncated or capped:
                 if recorder is not None:
                     paths = recorder.close()
                     if verbose:
                         print(f"Video of game 1 ({recorder.n_frames} frames): {paths[0]}, {paths[1]}")
-                scores.append(float(info["episode"]["r"]))
+                # the statistics wrapper reports a game only when the environment ends it
+                scores.append(float(info["episode"]["r"]) if "episode" in info else score)
+                scores.truncated.append(bool(truncated or capped))
                 if verbose:
-                    print(f"Episode {episode + 1}: score {scores[-1]:.1f}", flush=True)
+                    print(game_line(episode, episodes, scores, steps * frames_per_step, atari),
+                          flush=True)
                 break
+    sticky_env = find_wrapper(env, StickyActions)
+    if sticky_env is not None:
+        scores.sticky_counts = {"frames": sticky_env.frames, "repeated": sticky_env.repeated,
+                                "differed": sticky_env.differed}
     env.close()
     if window is not None:
         window.close()

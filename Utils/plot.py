@@ -1,11 +1,16 @@
 """Plot runs' learning curves from their ``episodes.csv`` logs (no TensorBoard needed).
 
     python -m Utils.plot Logs/<run> [Logs/<run2> ...] [--labels A B] [--x episode|step|time]
-                         [--worker 0] [--out curves.png]
+                         [--worker 0] [--view game|life] [--out curves.png]
 
 Draws the running episode reward and the episode length (with its 0.99
 running average) against episodes, agent steps or wall-clock hours, one
 curve per run, and writes a PNG.
+
+``--view game`` (default) plots full games from ``episodes.csv``. ``--view life`` plots the
+original's view of an Atari run from ``lives.csv``: every life is an episode, worker 0 only
+(unless ``--worker`` says otherwise), the 0.99 running average of its raw life scores, against
+worker 0's life count (``--x episode``), agent steps or hours.
 """
 from __future__ import annotations
 
@@ -33,6 +38,23 @@ def read_episodes(log_dir: str) -> dict[str, list[float]]:
     if not rows:
         raise ValueError(f"{path} holds no episodes")
     return {key: [float(r[key]) for r in rows] for key in rows[0]}
+
+
+def read_lives(log_dir: str) -> dict[str, list[float]]:
+    """``log_dir/lives.csv`` in the shape of :func:`read_episodes` (each life an episode)."""
+    path = os.path.join(log_dir, "lives.csv") if os.path.isdir(log_dir) else log_dir
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError(f"{path} holds no lives")
+    data = {key: [float(r[key]) for r in rows]
+            for key in ("life", "global_step", "wall_time", "worker", "reward", "length")}
+    data["episode"] = data.pop("life")
+    running, data["running_reward"] = None, []
+    for reward in data["reward"]:
+        running = running_average(running, reward)
+        data["running_reward"].append(running)
+    return data
 
 
 def stitched_wall_time(wall_time: list[float]) -> list[float]:
@@ -65,16 +87,20 @@ def one_worker(data: dict[str, list[float]], worker: int) -> dict[str, list[floa
 
 
 def figure_for_runs(log_dirs: list[str], labels: list[str] | None = None,
-                    x_axis: str = "episode", worker: int | None = None) -> plt.Figure:
+                    x_axis: str = "episode", worker: int | None = None,
+                    view: str = "game") -> plt.Figure:
     """A figure with one reward and one length curve per run (``worker``: that worker's
-    games only, as the original plotted them)."""
+    games only, as the original plotted them; ``view="life"``: lives, worker 0 by default)."""
     labels = labels or [os.path.basename(os.path.normpath(d)) for d in log_dirs]
     column, x_label = X_AXES[x_axis]
+    episode_name = "Life" if view == "life" else "Episode"
+    if view == "life" and worker is None:
+        worker = 0
     if worker is not None and x_axis == "episode":
-        x_label = f"Episode of worker {worker}"
+        x_label = f"{episode_name} of worker {worker}"
     fig, (ax_r, ax_l) = plt.subplots(1, 2, figsize=(12, 4.5))
     for log_dir, label in zip(log_dirs, labels):
-        data = read_episodes(log_dir)
+        data = read_lives(log_dir) if view == "life" else read_episodes(log_dir)
         if worker is not None:
             data = one_worker(data, worker)
         x = data[column]
@@ -86,8 +112,11 @@ def figure_for_runs(log_dirs: list[str], labels: list[str] | None = None,
             lengths.append(running_len)
         ax_r.plot(x, data["running_reward"], label=label)
         ax_l.plot(x, lengths, label=label)
-    ax_r.set(xlabel=x_label, ylabel="Running episode reward (0.99)", title="Running reward")
-    ax_l.set(xlabel=x_label, ylabel="Running episode length (0.99)", title="Episode length")
+    what = "life" if view == "life" else "episode"
+    ax_r.set(xlabel=x_label, ylabel=f"Running {what} reward (0.99)",
+             title="Running reward per life (the original's view)" if view == "life"
+             else "Running reward per full game")
+    ax_l.set(xlabel=x_label, ylabel=f"Running {what} length (0.99)", title=f"{what.capitalize()} length")
     for ax in (ax_r, ax_l):
         ax.grid(alpha=0.3)
         ax.legend()
@@ -96,9 +125,9 @@ def figure_for_runs(log_dirs: list[str], labels: list[str] | None = None,
 
 
 def plot_runs(log_dirs: list[str], out: str, labels: list[str] | None = None,
-              x_axis: str = "episode", worker: int | None = None) -> str:
+              x_axis: str = "episode", worker: int | None = None, view: str = "game") -> str:
     """Write the runs' curves to the PNG ``out``; return its path."""
-    fig = figure_for_runs(log_dirs, labels, x_axis, worker)
+    fig = figure_for_runs(log_dirs, labels, x_axis, worker, view)
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
@@ -112,12 +141,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="curves.png")
     p.add_argument("--worker", type=int, default=None,
                    help="only this worker's games, numbered in its own order (the original's plots: worker 0)")
+    p.add_argument("--view", choices=["game", "life"], default="game",
+                   help="game: full games (episodes.csv); life: every life an episode, worker 0 "
+                        "(lives.csv; the original's curves)")
     args = p.parse_args(argv)
     if args.labels and len(args.labels) != len(args.log_dirs):
         print("error: give one label per run", file=sys.stderr)
         return 2
     try:
-        print(plot_runs(args.log_dirs, args.out, args.labels, args.x, args.worker))
+        print(plot_runs(args.log_dirs, args.out, args.labels, args.x, args.worker, args.view))
     except (OSError, ValueError, KeyError) as err:
         print(f"error: cannot plot: {err}", file=sys.stderr)
         return 2

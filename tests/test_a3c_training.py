@@ -42,7 +42,7 @@ def test_pong_a3c_trains_resumes_and_plays(tmp_path, main_cli, variant):
 
     result = main_cli(["--episodes", "1", "--no_video"], tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "Episode 1: score" in result.stdout and "Mean score over 1 games" in result.stdout
+    assert "Game 1/1: score" in result.stdout and "Mean score over 1 games" in result.stdout
 
 
 def test_cartpole_a3c_shared_optimizer_counts_every_worker_update(tmp_path, main_cli):

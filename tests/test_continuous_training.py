@@ -38,7 +38,7 @@ def test_pendulum_trains_resumes_plays_with_video_and_exports(tmp_path, main_cli
 
     result = main_cli(["--env_name", "Pendulum-v1", "--episodes", "2"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "Episode 2: score" in result.stdout and "Mean score over 2 games" in result.stdout
+    assert "Game 2/2: score" in result.stdout and "Mean score over 2 games" in result.stdout
     videos = glob.glob(str(tmp_path / "Vid" / "Pendulum-v1_*"))
     assert sorted(os.path.splitext(v)[1] for v in videos) == [".gif", ".mp4"]
     assert all(os.path.getsize(v) > 10_000 for v in videos)
@@ -50,7 +50,7 @@ def test_pendulum_trains_resumes_plays_with_video_and_exports(tmp_path, main_cli
     assert exported["action_low"] == [-2.0] and "optimizer" not in exported
     result = main_cli(["--env_name", "Pendulum-v1", "--weights", str(out), "--episodes", "1",
                        "--greedy", "--no_video"], tmp_path)
-    assert result.returncode == 0, result.stderr and "Episode 1: score" in result.stdout
+    assert result.returncode == 0, result.stderr and "Game 1/1: score" in result.stdout
 
 
 def test_continuous_weights_refuse_another_environment(tmp_path, main_cli):
@@ -75,6 +75,6 @@ def test_mujoco_trains_and_plays_with_video(tmp_path, main_cli, algo):
     assert state["counters"]["optimizer_steps"] == sum(state["counters"]["worker_updates"]) > 0
     result = main_cli(["--env_name", "Hopper-v5", "--episodes", "1"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "Episode 1: score" in result.stdout and "Video of game 1" in result.stdout
+    assert "Game 1/1: score" in result.stdout and "Video of game 1" in result.stdout
     videos = glob.glob(str(tmp_path / "Vid" / "Hopper-v5_*"))
     assert len(videos) == 2 and all(os.path.getsize(v) > 10_000 for v in videos)

@@ -83,7 +83,7 @@ def test_acer_on_a_two_node_ray_cluster_checkpoints_for_the_local_backend(tmp_pa
     assert resumed["counters"]["optimizer_steps"] == sum(resumed["counters"]["worker_updates"])
     result = main_cli(["--env_name", "CartPole-v1", "--weights", os.path.join(run, "checkpoint.pth"),
                        "--episodes", "1", "--no_video"], tmp_path)
-    assert result.returncode == 0 and "Episode 1: score" in result.stdout, result.stderr
+    assert result.returncode == 0 and "Game 1/1: score" in result.stdout, result.stderr
 
 
 def test_one_ray_worker_trains_bit_identically_to_one_local_worker(tmp_path, main_cli, monkeypatch):

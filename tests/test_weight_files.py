@@ -94,8 +94,8 @@ def test_play_is_repeatable_and_renders_to_a_window(tmp_path, main_cli):
     windowed = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args, "--render"],
                               cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert windowed.returncode == 0 and "no display" not in windowed.stdout, windowed.stderr
-    assert [l for l in windowed.stdout.splitlines() if l.startswith("Episode")] == \
-        [l for l in first.stdout.splitlines() if l.startswith("Episode")]
+    assert [l for l in windowed.stdout.splitlines() if l.startswith("Game")] == \
+        [l for l in first.stdout.splitlines() if l.startswith("Game")]
     env.pop("SDL_VIDEODRIVER")
     headless = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args, "--render"],
                               cwd=tmp_path, capture_output=True, text=True, timeout=300,
@@ -148,8 +148,8 @@ def test_shipped_pong_agents_win_full_games(tmp_path, main_cli, algo, readme_sco
     result = main_cli(["--env_name", "PongNoFrameskip-v4", "--algo", algo, "--weights", weights,
                        "--episodes", "2", "--no_video"], tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
-    scores = [float(line.split("score ")[1]) for line in result.stdout.splitlines()
-              if line.startswith("Episode ")]
+    scores = [float(line.split("score ")[1].split()[0]) for line in result.stdout.splitlines()
+              if line.startswith("Game ")]
     assert len(scores) == 2 and min(scores) >= 19, result.stdout
     listing = open(os.path.join(ROOT, "Pre-Trained Weights", "README.md")).read()
     assert f"`Pong_{algo}.pth` | PongNoFrameskip-v4 | {readme_score} over 10 full games" in listing

@@ -27,7 +27,7 @@ def tree_snapshot(folder):
     return out
 
 
-def test_two_workers_share_optimizer_and_resume_continues(tmp_path, main_cli):
+def test_two_workers_share_optimizer_and_resume_continues(tmp_path, main_cli, monkeypatch):
     args = ["--do_train", "--env_name", "CartPole-v1", "--n_workers", "2", "--interval", "20",
             "--lr", "1e-3", "--seed", "5"]
     result = main_cli(args + ["--total_steps", "3000"], tmp_path)
@@ -60,7 +60,7 @@ def test_two_workers_share_optimizer_and_resume_continues(tmp_path, main_cli):
 
     # Play the run's weights, headless, with video: stderr stays empty (no SDL/pygame noise).
     for variable in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER", "XDG_RUNTIME_DIR"):
-        os.environ.pop(variable, None)
+        monkeypatch.delenv(variable, raising=False)
     result = main_cli(["--env_name", "CartPole-v1", "--episodes", "2"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Game ") == 2 and "Mean score over 2 games" in result.stdout

@@ -11,6 +11,7 @@ Every hyperparameter in training_configs.yml can be overridden as ``--key value`
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import signal
 import sys
@@ -22,19 +23,47 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+PLAY_FLAGS = ("weights", "episodes", "noop_max", "sticky", "max_frames", "greedy", "no_video",
+              "render")
+# flags that only training reads (hyperparameters are added from the config)
+TRAIN_FLAGS = ("interval", "checkpoint_minutes", "train_from_scratch", "resume", "recurrent",
+               "n_workers", "total_steps", "max_episodes", "config", "save_replay",
+               "max_bad_updates", "stop_on_save_error", "backend", "ray_address", "precision",
+               "logs_dir", "run_name")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: a mistyped flag gets a did-you-mean, not the usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        unknown = [w for w in message.split(": ", 1)[-1].split() if w.startswith("-")]
+        if message.startswith("unrecognized arguments") and unknown:
+            flag = unknown[0].split("=")[0]
+            close = difflib.get_close_matches(flag, list(self._option_string_actions), n=1, cutoff=0.7)
+            hint = f" (did you mean {close[0]}?)" if close else " (python main.py --help lists them)"
+            fail(f"unknown flag {flag}{hint}")
+        fail(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from Utils.config import HYPERPARAMETER_KEYS, Config
+    from Utils.config import HYPERPARAMETER_KEYS, Config, hyperparameter_help
     defaults = Config()
-    p = argparse.ArgumentParser(description="ACER (Wang et al. 2016) and A3C (Mnih et al. 2016) "
-                                            "on Atari and Gymnasium.")
+    p = Parser(description="ACER (Wang et al. 2016) and A3C (Mnih et al. 2016) on Atari and "
+                           "Gymnasium.", allow_abbrev=False)
     p.add_argument("--env_name", default=None, help="Gymnasium id (default PongNoFrameskip-v4)")
     p.add_argument("--interval", type=int, default=None,
-                   help=f"iterations between console lines and checkpoints (default {defaults.interval})")
+                   help="iterations between console lines and checkpoints (default: by time, a "
+                        "line about every 15 s and a checkpoint every --checkpoint_minutes)")
+    p.add_argument("--checkpoint_minutes", type=float, default=None, metavar="M",
+                   help=f"minutes between checkpoints when --interval is not given "
+                        f"(default {defaults.checkpoint_minutes:g})")
     p.add_argument("--do_train", action="store_true", help="train; without it the program plays")
     p.add_argument("--train_from_scratch", action="store_true",
                    help="kept from the original, where passing it CONTINUES the last run; use --resume")
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR",
                    help="continue the newest run in --models_dir, or RUN_DIR")
+    p.add_argument("--run_name", default=None, metavar="NAME",
+                   help="name of a new run's folder (default <env>_<algo>_<date-time>)")
     p.add_argument("--seed", type=int, default=None, help=f"random seed (default {defaults.seed})")
     p.add_argument("--algo", default=None, help="acer (default) or a3c")
     p.add_argument("--no_recurrent", dest="recurrent", action="store_const", const=False, default=None,
@@ -56,12 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray_address", default=None,
                    help="ray: 'auto' or host:port joins a running cluster (default: start a local one)")
     p.add_argument("--precision", default=None, choices=["fp32", "bf16"],
-                   help="acer training: bf16 runs the learner's image trunk in bfloat16 on CPUs "
-                        "with native bf16, about 1.6x the steps/s (default fp32; a resumed run keeps its own)")
+                   help="acer training on images: bf16 runs the learner's trunk in bfloat16 on CPUs "
+                        "with native bf16 (default fp32; a resumed run keeps its own)")
     p.add_argument("--models_dir", default=None, help="where runs are saved (default Models)")
     p.add_argument("--logs_dir", default=None, help="where TensorBoard logs go (default Logs)")
-    p.add_argument("--weights", default=None, help="play: checkpoint or weights file to load")
-    p.add_argument("--episodes", type=int, default=1, help="play: number of full games")
+    p.add_argument("--weights", default=None,
+                   help="play or export: checkpoint or weights file (default: the newest run for "
+                        "--env_name in --models_dir, else the shipped file)")
+    p.add_argument("--episodes", type=int, default=1, help="play: number of full games (default 1)")
     p.add_argument("--noop_max", type=int, default=30, metavar="N",
                    help="play, Atari: start each game with 1 to N random no-op frames (0 to 30; "
                         "default 30, as in training and the papers' protocol; 0: none)")
@@ -82,8 +113,38 @@ def build_parser() -> argparse.ArgumentParser:
     for key in HYPERPARAMETER_KEYS:
         if key == "recurrent":
             continue  # --no_recurrent above
-        hp.add_argument(f"--{key}", default=None, metavar=type(getattr(defaults, key)).__name__.upper())
+        hp.add_argument(f"--{key}", default=None, metavar=type(getattr(defaults, key)).__name__.upper(),
+                        help=hyperparameter_help(key))
     return p
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The destinations of the flags typed on the command line."""
+    given = set()
+    for word in argv:
+        if word.startswith("--"):
+            action = parser._option_string_actions.get(word.split("=", 1)[0])
+            if action is not None:
+                given.add(action.dest)
+    return given
+
+
+def warn_ignored(given: set[str], args) -> None:
+    """One warning line for flags the chosen mode does not read."""
+    from Utils.config import HYPERPARAMETER_KEYS
+    if args.do_train:
+        ignored, mode, hint = [f for f in PLAY_FLAGS if f in given], "training", "play only"
+    else:
+        train_only = TRAIN_FLAGS + tuple(HYPERPARAMETER_KEYS)
+        ignored = [f for f in train_only if f in given]
+        mode = "export" if args.export is not None else "play"
+        hint = "training only; add --do_train to train"
+        if args.export is not None:
+            ignored += [f for f in PLAY_FLAGS if f in given and f != "weights"]
+            hint = "not read by --export"
+    if ignored:
+        names = ", ".join("--no_recurrent" if f == "recurrent" else f"--{f}" for f in ignored)
+        print(f"warning: {mode} ignores {names} ({hint})", file=sys.stderr, flush=True)
 
 
 def fail(message: str) -> NoReturn:
@@ -92,104 +153,222 @@ def fail(message: str) -> NoReturn:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    from Utils.atari_wrappers import check_env_id, has_box_actions, is_atari
-    from Utils.checkpoint import (CHECKPOINT_NAME, CheckpointError, export_weights, latest_run,
-                                  load_checkpoint, pretrained_path)
-    from Utils.config import (RUN_KEYS, ConfigError, HYPERPARAMETER_KEYS, check_keys_for_algo,
-                              load_config, save_config)
+    """Parse the command line and run the export, play or training it asks for."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warn_ignored(given_flags(parser, argv), args)
+    try:
+        if args.export is not None:
+            return export_command(args)
+        if not args.do_train:
+            return play_command(args)
+        return train_command(args)
+    except KeyboardInterrupt:  # before a training run started (its own stop is handled inside)
+        print("Interrupted before the first checkpoint; nothing saved", file=sys.stderr)
+        return 130
 
-    overrides = {k: getattr(args, k) for k in RUN_KEYS + HYPERPARAMETER_KEYS}
-    given = [k for k, v in overrides.items() if v is not None]
+
+def command_overrides(args) -> dict:
+    """The run and hyperparameter settings given as flags (None: not given)."""
+    from Utils.config import HYPERPARAMETER_KEYS, RUN_KEYS
+    return {k: getattr(args, k) for k in RUN_KEYS + HYPERPARAMETER_KEYS}
+
+
+def build_config(args, overrides: dict, resume_state: dict | None = None):
+    """The run's :class:`Utils.config.Config`: defaults <- YAML <- ``overrides``, checked."""
+    from Utils.atari_wrappers import check_env_id, has_box_actions
+    from Utils.config import check_keys_for_algo, load_config
+    algo = overrides.get("algo") or "acer"
+    check_keys_for_algo(algo, [k for k, v in command_overrides(args).items() if v is not None])
+    env_name = overrides.get("env_name") or "PongNoFrameskip-v4"
+    check_env_id(env_name)
+    # Box action spaces take the <algo>_continuous section on top of the algorithm's
+    continuous = ("action_low" in resume_state if resume_state is not None
+                  else args.do_train and has_box_actions(env_name))
+    return load_config(args.config, algo, overrides, continuous)
+
+
+def check_play_flags(args) -> None:
+    """Refuse play settings out of range (one line, exit 2)."""
+    if args.episodes < 1:
+        fail(f"--episodes must be at least 1, got {args.episodes}")
+    if not 0 <= args.noop_max <= 30:
+        fail(f"--noop_max must be in 0..30 (the papers' protocol uses 30), got {args.noop_max}")
+    if not 0 <= args.sticky < 1:
+        fail(f"--sticky must be a probability in [0, 1), got {args.sticky}")
+    if args.max_frames < 0:
+        fail(f"--max_frames must be >= 0 (0: no cap), got {args.max_frames}")
+
+
+def train_hint(env_name: str, algo: str | None) -> str:
+    """The command that creates a run for ``env_name``."""
+    return (f"python main.py --do_train --env_name {env_name}"
+            + (f" --algo {algo}" if algo and algo != "acer" else ""))
+
+
+def choose_weights(args, env_name: str, algo: str | None, shipped_fallback: bool = True) -> tuple[str, str]:
+    """The file to play or export and why it was chosen: given, newest run, or shipped."""
+    from Utils.checkpoint import CHECKPOINT_NAME, latest_run, pretrained_path
+    if args.weights:
+        return args.weights, "given with --weights"
+    models_dir = args.models_dir or "Models"
+    run = latest_run(models_dir, env_name, algo)
+    if run is not None:
+        return os.path.join(run, CHECKPOINT_NAME), f"the newest {env_name} run in {models_dir}/"
+    if not shipped_fallback:
+        fail(f"--export: no {env_name} run in {models_dir}/ to export; give --weights FILE, or "
+             f"train one with: {train_hint(env_name, algo)}")
+    shipped = pretrained_path(HERE, env_name, algo or "acer")
+    if os.path.isfile(shipped):
+        return shipped, f"shipped weights; no {env_name} run in {models_dir}/"
+    fail(f"nothing to play for {env_name}: no run in {models_dir}/ and no shipped file "
+         f"{os.path.relpath(shipped, HERE)}; train one with: {train_hint(env_name, algo)}")
+
+
+def load_weights(args, path: str) -> dict:
+    """Load ``path`` and check it against ``--algo`` and ``--env_name`` when they were given."""
+    from Utils.checkpoint import CheckpointError, load_checkpoint
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as err:
+        fail(str(err))
+    algo = state.get("algo", "acer")
+    if args.algo is not None and args.algo != algo:
+        fail(f"{path} holds {algo} weights, not {args.algo}: drop --algo or use --algo {algo}")
+    if args.env_name is not None and state.get("env_name") != args.env_name:
+        fail(f"these weights were trained on {state.get('env_name')}, not {args.env_name}")
+    return state
+
+
+def describe_weights(path: str, reason: str, state: dict) -> str:
+    """``Playing FILE (why): acer on Pong..., 2,950,000 steps trained, precision fp32``."""
+    steps = state.get("counters", {}).get("global_steps")
+    trained = f"{steps:,} steps trained" if isinstance(steps, int) else "steps trained unknown"
+    precision = state.get("config", {}).get("precision", "fp32")
+    return (f"{path} ({reason}): {state.get('algo', 'acer')} on {state.get('env_name')}, "
+            f"{trained}, precision {precision}")
+
+
+def weights_for(args, shipped_fallback: bool = True) -> tuple[str, str, dict]:
+    """Path, reason and loaded state of the weights that play or export use."""
+    from Utils.atari_wrappers import check_env_id
+    env_name = args.env_name
+    if env_name is None and args.weights is None:
+        env_name = "PongNoFrameskip-v4"
+    if env_name is not None:
+        try:
+            check_env_id(env_name)
+        except ValueError as err:
+            fail(str(err))
+    path, reason = choose_weights(args, env_name, args.algo, shipped_fallback)
+    return path, reason, load_weights(args, path)
+
+
+def export_command(args) -> int:
+    """``--export``: write the playable part of a checkpoint."""
+    from Utils.checkpoint import CheckpointError, export_weights, pretrained_path
+    path, reason, state = weights_for(args, shipped_fallback=False)
+    out = (pretrained_path(HERE, state["env_name"], state["algo"]) if args.export == "default"
+           else args.export)
+    try:
+        export_weights(state, out)
+    except CheckpointError as err:
+        fail(str(err))
+    print(f"Exported the weights of {describe_weights(path, reason, state)} to {out}")
+    return 0
+
+
+def play_command(args) -> int:
+    """Play full games with the chosen weights; print the scores and the protocol summary."""
+    from Utils.atari_wrappers import is_atari
+    from Utils.checkpoint import CheckpointError
+    from Utils.evaluation import summary_line
+    from Utils.play import play
+    check_play_flags(args)
+    path, reason, state = weights_for(args)
+    env_name = state["env_name"]
+    seed = args.seed if args.seed is not None else 123
+    print(f"Playing {describe_weights(path, reason, state)}", flush=True)
+    try:
+        scores = play(state, env_name, args.episodes, seed, args.greedy,
+                      video_dir=None if args.no_video else "Vid", render=args.render,
+                      noop_max=args.noop_max, sticky=args.sticky, max_frames=args.max_frames)
+    except CheckpointError as err:
+        fail(str(err))
+    print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} +- {np.std(scores):.2f}")
+    if is_atari(env_name):
+        print(f"Protocol (no-op starts up to {args.noop_max}, sticky {args.sticky:g}, "
+              f"cap {args.max_frames:,} frames, {sum(scores.truncated)} truncated): "
+              f"{summary_line(env_name, scores)}")
+    return 0
+
+
+def resume_settings(args, overrides: dict) -> tuple[dict, str, dict]:
+    """For ``--resume``: the run folder, its checkpoint and the settings to continue with
+    (the run's saved config, then the flags given now, each change printed)."""
+    from Utils.checkpoint import CHECKPOINT_NAME, latest_run, load_checkpoint
+    from Utils.config import HYPERPARAMETER_KEYS, RUN_KEYS
+    models_dir = args.models_dir or "Models"
+    run_dir = (latest_run(models_dir, args.env_name, args.algo) if args.resume == "latest"
+               else args.resume)
+    if run_dir is None:
+        which = f" for {args.env_name}" if args.env_name else ""
+        fail(f"--resume: no run with a checkpoint in {models_dir}/{which}; start one with: "
+             f"{train_hint(args.env_name or 'PongNoFrameskip-v4', args.algo)}")
+    resume_state = load_checkpoint(os.path.join(run_dir, CHECKPOINT_NAME))
+    saved = resume_state["config"]
+    if args.algo is not None and args.algo != resume_state.get("algo"):
+        fail(f"--resume: {run_dir} is an {resume_state.get('algo')} run, not {args.algo}")
+    for key, value in overrides.items():  # flags given now override the saved config
+        if value is not None and key not in ("models_dir", "logs_dir") and str(saved.get(key)) != str(value):
+            print(f"resume: {key} {saved.get(key, saved_default(key))} -> {value}")
+    # the run's saved config (all of it) wins over the YAML; flags given now win over both
+    base = {k: v for k, v in saved.items() if k in RUN_KEYS + HYPERPARAMETER_KEYS}
+    merged = {**base, **{k: v for k, v in overrides.items() if v is not None}}
+    if merged["env_name"] != resume_state["env_name"]:
+        fail(f"--resume: {run_dir} is a {resume_state['env_name']} run, not {merged['env_name']}")
+    return merged, run_dir, resume_state
+
+
+def saved_default(key: str):
+    """The default a run saved before ``key`` existed ran with."""
+    from Utils.config import Config
+    return getattr(Config(), key, None)
+
+
+def new_run_dir(args, cfg) -> str:
+    """``<models_dir>/<run_name>``, by default ``<env>_<algo>_<date-time>``; never an existing run."""
+    name = args.run_name or (f"{cfg.env_name.replace('/', '-').replace(':', '-')}_{cfg.algo}_"
+                             f"{time.strftime('%Y-%m-%d-%H-%M-%S')}")
+    if os.sep in name or name in (".", ".."):
+        fail(f"--run_name must be a folder name, not a path: {name}")
+    run_dir = os.path.join(cfg.models_dir, name)
+    if os.path.exists(run_dir) and os.listdir(run_dir):
+        fail(f"--run_name {name}: {run_dir} already exists; continue it with --resume {run_dir} "
+             "or choose another name")
+    return run_dir
+
+
+def prepare_training(args):
+    """Settings, run folder and trainer of the run to start or resume; checks everything
+    before anything is written."""
+    from Agent.trainer import Trainer, env_spec
+    from Utils.checkpoint import CheckpointError, check_writable_dir
+    from Utils.config import ConfigError, check_memory, save_config
+    from Utils.precision import check_precision
+    overrides, run_dir, resume_state = command_overrides(args), None, None
     if args.train_from_scratch and args.resume is None:
         print("warning: --train_from_scratch keeps the original project's meaning: it CONTINUES "
               "the last run. Use --resume to say so, or drop the flag to start a new run.",
               file=sys.stderr)
         args.resume = "latest"
     try:
-        resume_state, run_dir = None, None
-        models_dir = args.models_dir or "Models"
-        if args.do_train and args.resume is not None:
-            run_dir = (latest_run(models_dir, args.env_name, args.algo) if args.resume == "latest"
-                       else args.resume)
-            if run_dir is None:
-                fail(f"--resume: no run with a checkpoint in {models_dir}/")
-            resume_state = load_checkpoint(os.path.join(run_dir, CHECKPOINT_NAME))
-            saved = resume_state["config"]
-            if args.algo is not None and args.algo != resume_state.get("algo"):
-                fail(f"--resume: {run_dir} is an {resume_state.get('algo')} run, not {args.algo}")
-            for key, value in overrides.items():  # flags given now override the saved config
-                if value is not None and key not in ("models_dir", "logs_dir") and str(saved.get(key)) != str(value):
-                    print(f"resume: {key} {saved.get(key)} -> {value}")
-            # the run's saved config (all of it) wins over the YAML; flags given now win over both
-            base = {k: v for k, v in saved.items() if k in RUN_KEYS + HYPERPARAMETER_KEYS}
-            overrides = {**base, **{k: v for k, v in overrides.items() if v is not None}}
-            if overrides["env_name"] != resume_state["env_name"]:
-                fail(f"--resume: {run_dir} is a {resume_state['env_name']} run, not {overrides['env_name']}")
-        if args.episodes < 1:
-            fail(f"--episodes must be at least 1, got {args.episodes}")
-        if not 0 <= args.noop_max <= 30:
-            fail(f"--noop_max must be in 0..30 (the papers' protocol uses 30), got {args.noop_max}")
-        if not 0 <= args.sticky < 1:
-            fail(f"--sticky must be a probability in [0, 1), got {args.sticky}")
-        if args.max_frames < 0:
-            fail(f"--max_frames must be >= 0 (0: no cap), got {args.max_frames}")
-        algo = overrides.get("algo") or "acer"
-        check_keys_for_algo(algo, given)
-        env_name = overrides.get("env_name") or "PongNoFrameskip-v4"
-        check_env_id(env_name)
-        # Box action spaces take the <algo>_continuous section on top of the algorithm's
-        continuous = ("action_low" in resume_state if resume_state is not None
-                      else args.do_train and has_box_actions(env_name))
-        cfg = load_config(args.config, algo, overrides, continuous)
-    except (ConfigError, CheckpointError, ValueError) as err:
-        fail(str(err))
-
-    if args.export is not None:
-        run = None if args.weights else latest_run(cfg.models_dir, cfg.env_name)
-        if args.weights is None and run is None:
-            fail(f"--export: no run for {cfg.env_name} in {cfg.models_dir}/; give --weights FILE")
-        source = args.weights or os.path.join(run, CHECKPOINT_NAME)
-        try:
-            state = load_checkpoint(source)
-            out = (pretrained_path(HERE, state["env_name"], state["algo"])
-                   if args.export == "default" else args.export)
-            export_weights(state, out)
-        except CheckpointError as err:
-            fail(str(err))
-        print(f"Exported the weights of {source} to {out}")
-        return 0
-
-    if not args.do_train:
-        from Utils.play import play
-        path = args.weights
-        if path is None:
-            run = latest_run(cfg.models_dir, cfg.env_name, args.algo)
-            path = (os.path.join(run, CHECKPOINT_NAME) if run
-                    else pretrained_path(HERE, cfg.env_name, cfg.algo))
-        try:
-            scores = play(load_checkpoint(path), cfg.env_name, args.episodes, cfg.seed, args.greedy,
-                          video_dir=None if args.no_video else "Vid", render=args.render,
-                          noop_max=args.noop_max, sticky=args.sticky, max_frames=args.max_frames)
-        except CheckpointError as err:
-            fail(str(err))
-        print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} +- {np.std(scores):.2f}")
-        if is_atari(cfg.env_name):
-            from Utils.evaluation import summary_line
-            print(f"Protocol (no-op starts up to {args.noop_max}, sticky {args.sticky:g}, "
-                  f"cap {args.max_frames:,} frames, {sum(scores.truncated)} truncated): "
-                  f"{summary_line(cfg.env_name, scores)}")
-        return 0
-
-    from Agent.trainer import Terminated, Trainer, WorkerFailed, env_spec
-    from Utils.checkpoint import check_writable_dir
-    from Utils.config import check_memory
-    from Utils.precision import check_precision
-    if run_dir is None:
-        stamp = time.strftime("%Y-%m-%d-%H-%M-%S")
-        run_dir = os.path.join(cfg.models_dir, stamp)
-    log_dir = os.path.join(cfg.logs_dir, os.path.basename(os.path.normpath(run_dir)))
-    try:  # everything is checked before anything is written
+        if args.resume is not None:
+            overrides, run_dir, resume_state = resume_settings(args, overrides)
+        cfg = build_config(args, overrides, resume_state)
+        run_dir = run_dir or new_run_dir(args, cfg)
+        log_dir = os.path.join(cfg.logs_dir, os.path.basename(os.path.normpath(run_dir)))
         check_writable_dir(run_dir, "--models_dir")
         check_writable_dir(log_dir, "--logs_dir")
         spec = env_spec(cfg)
@@ -205,10 +384,18 @@ def main(argv=None) -> int:
                 fail("--backend ray needs Ray: pip install -r requirements-ray.txt")
         trainer = trainer_class(cfg, run_dir, log_dir, resume_state, spec=spec)
         save_config(cfg, os.path.join(run_dir, "config.yml"))
-    except (ConfigError, ValueError) as err:
+    except (ConfigError, CheckpointError, ValueError) as err:
         fail(str(err))
     except OSError as err:
         fail(f"cannot write the run's files: {err}")
+    return cfg, run_dir, log_dir, trainer
+
+
+def train_command(args) -> int:
+    """Train until a budget is spent or the run is stopped; exit 0, 1 (a failure), 130 or 143."""
+    from Agent.trainer import Terminated, WorkerFailed
+    from Utils.checkpoint import CHECKPOINT_NAME
+    cfg, run_dir, log_dir, trainer = prepare_training(args)
 
     def terminate(signum, frame):
         raise Terminated()
@@ -225,8 +412,15 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:
-        print(f"{'Terminated' if isinstance(stop, Terminated) else 'Interrupted'}: workers stopped, "
-              f"checkpoint saved in {run_dir}", file=sys.stderr)
+        what = "Terminated" if isinstance(stop, Terminated) else "Interrupted"
+        if trainer.saved:
+            print(f"{what}; checkpoint written at step {trainer.last_saved_step:,} in {run_dir}",
+                  file=sys.stderr)
+        elif trainer.resumed:
+            print(f"{what}; no new checkpoint written, the run's last one (step "
+                  f"{trainer.last_saved_step:,}) is kept in {run_dir}", file=sys.stderr)
+        else:
+            print(f"{what} before the first checkpoint; nothing saved", file=sys.stderr)
         return 143 if isinstance(stop, Terminated) else 130
     print(f"Done: {counters['global_steps']} steps, {sum(counters['worker_episodes'])} episodes, "
           f"{counters['optimizer_steps']} updates. Checkpoint: {os.path.join(run_dir, CHECKPOINT_NAME)}")

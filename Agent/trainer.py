@@ -85,6 +85,21 @@ def process_start_time() -> float:
         return psutil.Process().create_time()
 
 
+def start_ignoring_interrupts(workers) -> None:
+    """Start the worker processes with SIGINT and SIGTERM ignored, a disposition that a spawned
+    process inherits: a Ctrl-C sent to the whole process group (a terminal, ``timeout -s INT``)
+    while a worker is still importing cannot raise KeyboardInterrupt in it. The main process's
+    handlers are back in place once the workers are started; a signal in between is lost."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
+    try:
+        for w in workers:
+            w.start()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class Trainer:
     """Owns the shared state of a run and the worker processes."""
 
@@ -118,6 +133,8 @@ class Trainer:
         self.started: dict[int, float] = {}   # worker id -> time of its first environment step
         self.last_saved_step = int(resume_state["counters"]["global_steps"]) if resume_state else 0
         self.save_failed = False               # the latest save attempt failed
+        self.saved = False                     # a checkpoint was written by this process
+        self.last_save_time = time.time()
         self.resumed = resume_state is not None
         self.best_reward = self._best_so_far()
 
@@ -192,6 +209,12 @@ class Trainer:
             state["action_low"], state["action_high"] = map(list, self.action_bounds)
         return state
 
+    def _checkpoint_due(self) -> bool:
+        """An explicit ``interval``: a checkpoint with every console line; else every
+        ``checkpoint_minutes``."""
+        return bool(self.cfg.interval) or \
+            time.time() - self.last_save_time >= 60.0 * self.cfg.checkpoint_minutes
+
     def save(self) -> bool:
         """Write the checkpoint; True if it was written.
 
@@ -206,7 +229,9 @@ class Trainer:
             return False
         try:
             save_checkpoint(state, path)
-            self.last_saved_step = self.global_steps
+            self.last_saved_step = state["counters"]["global_steps"]
+            self.last_save_time = time.time()
+            self.saved = True
             return True
         except OSError as err:
             kept = (f"the previous one (step {self.last_saved_step}) is kept"
@@ -267,8 +292,10 @@ class Trainer:
             if self.logger.iteration(stats):
                 self.logger.report(self.global_steps,
                                    self.replay_len if self.cfg.algo == "acer" else None,
-                                   int(self.counters[:, SKIPPED].sum()))
-                self.save()
+                                   int(self.counters[:, SKIPPED].sum()), self.cfg.total_steps,
+                                   self.cfg.max_episodes)
+                if self._checkpoint_due():
+                    self.save()
                 self.save_best()
         elif kind == "warning":
             print(f"warning: worker {worker_id}: {message[2]}", file=sys.stderr, flush=True)
@@ -310,8 +337,7 @@ class Trainer:
                    for i in range(cfg.n_workers)]
         failure = None
         try:
-            for w in workers:
-                w.start()
+            start_ignoring_interrupts(workers)
             while True:
                 self._drain(q, timeout=0.2)
                 self._check_updates()
@@ -327,14 +353,15 @@ class Trainer:
         except WorkerFailed as err:
             failure = err
         finally:
-            # A second Ctrl-C (or SIGTERM) while stopping: kill the workers and leave at once.
-            # Files stay whole: every save goes to a temporary file that replaces the old one.
-            def leave_now(signum, frame):
+            # A second Ctrl-C (or SIGTERM) while stopping: kill the workers instead of waiting
+            # for them, then save as usual (about a second); further signals are ignored.
+            def hurry(signum, frame):
                 for w in workers:
                     if w.is_alive():
                         w.kill()
-                os._exit(128 + signum)
-            previous = {sig: signal.signal(sig, leave_now) for sig in (signal.SIGINT, signal.SIGTERM)}
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, signal.SIG_IGN)
+            previous = {sig: signal.signal(sig, hurry) for sig in (signal.SIGINT, signal.SIGTERM)}
             stop_event.set()
             deadline = time.time() + JOIN_TIMEOUT_S
             while any(w.is_alive() for w in workers) and time.time() < deadline:

@@ -169,11 +169,15 @@ def check_writable_dir(path: str, flag: str) -> None:
 
 def latest_run(models_dir: str, env_name: str | None = None, algo: str | None = None) -> str | None:
     """The newest run folder in ``models_dir`` holding a checkpoint (for ``env_name`` and
-    ``algo`` if given)."""
+    ``algo`` if given): the one whose checkpoint was written last, whatever the folders are
+    called (``<env>_<algo>_<date-time>``, a ``--run_name``, or the older bare date-time)."""
     if not os.path.isdir(models_dir):
         return None
+    def written(d: str) -> float:
+        return os.path.getmtime(os.path.join(models_dir, d, CHECKPOINT_NAME))
     runs = sorted((d for d in os.listdir(models_dir)
-                   if os.path.isfile(os.path.join(models_dir, d, CHECKPOINT_NAME))), reverse=True)
+                   if os.path.isfile(os.path.join(models_dir, d, CHECKPOINT_NAME))),
+                  key=lambda d: (written(d), d), reverse=True)
     for run in runs:
         path = os.path.join(models_dir, run)
         if env_name is None and algo is None:

@@ -16,7 +16,8 @@ import yaml
 
 ALGOS = ("acer", "a3c")
 # Settings that describe the run rather than the algorithm: not read from the YAML.
-RUN_KEYS = ("env_name", "algo", "n_workers", "seed", "interval", "total_steps", "max_episodes",
+RUN_KEYS = ("env_name", "algo", "n_workers", "seed", "interval", "checkpoint_minutes",
+            "total_steps", "max_episodes",
             "models_dir", "logs_dir", "save_replay", "max_bad_updates", "stop_on_save_error",
             "backend", "ray_address", "precision")
 BACKENDS = ("local", "ray")
@@ -35,7 +36,8 @@ class Config:
     algo: str = "acer"
     n_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     seed: int = 123
-    interval: int = 100           # iterations between console lines and checkpoints
+    interval: int = 0             # iterations between console lines and checkpoints; 0: by time
+    checkpoint_minutes: float = 5.0  # with interval 0: minutes between checkpoints
     total_steps: int = 0          # stop after this many agent steps (0: no limit)
     max_episodes: int = 0         # stop after this many finished games (0: no limit)
     models_dir: str = "Models"
@@ -98,7 +100,9 @@ class Config:
              f"--precision bf16 is for --algo acer only: A3C's update measured no faster in "
              f"bfloat16 (its LSTM steps one at a time); use --precision fp32"),
             (self.n_workers >= 1, f"--n_workers must be at least 1, got {self.n_workers}"),
-            (self.interval >= 1, f"--interval must be at least 1, got {self.interval}"),
+            (self.interval >= 0, f"--interval must be >= 0 (0: by time), got {self.interval}"),
+            (self.checkpoint_minutes > 0,
+             f"--checkpoint_minutes must be positive, got {self.checkpoint_minutes}"),
             (self.total_steps >= 0, f"--total_steps must be >= 0, got {self.total_steps}"),
             (self.max_episodes >= 0, f"--max_episodes must be >= 0, got {self.max_episodes}"),
             (self.max_bad_updates >= 0, f"--max_bad_updates must be >= 0, got {self.max_bad_updates}"),
@@ -197,9 +201,9 @@ def _coerce(key: str, value, type_name: str, where: str):
         if type_name == "bool":
             if isinstance(value, bool):
                 return value
-            if str(value).lower() in ("true", "1", "yes"):
+            if str(value).strip().lower() in ("true", "1", "yes", "y", "on", "t"):
                 return True
-            if str(value).lower() in ("false", "0", "no"):
+            if str(value).strip().lower() in ("false", "0", "no", "n", "off", "f"):
                 return False
             raise ValueError
         if type_name == "int":
@@ -278,3 +282,39 @@ def save_config(config: Config, path: str) -> None:
     """Write the config as YAML (human-readable copy beside the checkpoint)."""
     with open(path, "w") as fh:
         yaml.safe_dump(config.to_dict(), fh, sort_keys=False)
+
+
+# One line per hyperparameter, for --help (defaults are appended from the dataclass).
+DESCRIPTIONS = {
+    "lr": "Adam learning rate",
+    "adam_eps": "Adam epsilon",
+    "entropy_coef": "weight of the policy's entropy bonus",
+    "gamma": "discount factor",
+    "critic_coef": "weight of the critic's (Q or V) loss",
+    "max_grad_norm": "gradients are clipped to this global norm",
+    "frame_stack": "observations stacked per state (Atari)",
+    "mlp_hidden": "width of the MLP trunk for vector observations",
+    "reward_scale": "training rewards are multiplied by this (Atari: after sign clipping)",
+    "k": "acer: rollout length (steps per on-policy update)",
+    "total_memory_size": "acer: replay transitions in total, split evenly over the workers",
+    "c": "acer: truncation of the importance weights rho",
+    "delta": "acer: trust-region constraint on the KL to the average policy",
+    "trust_region": "acer: use the trust region (true/false, yes/no, 1/0)",
+    "replay_ratio": "acer: mean of the Poisson number of replayed updates per on-policy update",
+    "polyak": "acer: weight of the global network in the average network's update",
+    "policy_std": "continuous acer: the Gaussian policy's std, in half-widths of the action box",
+    "sdn_samples": "continuous acer: action samples for the SDN critic's mean advantage",
+    "total_update_period": "recurrent a3c: rollout steps summed over the workers",
+    "t_max": "feed-forward a3c: rollout length",
+    "hidden_size": "a3c: LSTM cell or fc layer width",
+}
+
+
+def hyperparameter_help(key: str) -> str:
+    """``--help`` text for a hyperparameter: its description and default (per algorithm)."""
+    default = getattr(Config(), key)
+    text = f"{DESCRIPTIONS.get(key, key)} (default {default}"
+    for algo, values in ALGO_DEFAULTS.items():
+        if key in values:
+            text += f"; {algo}: {values[key]}"
+    return text.replace("%", "%%") + ")"

@@ -30,6 +30,12 @@ LIFE_FIELDS = ("life", "worker", "worker_life", "global_step", "wall_time", "rew
                "game_over", "worker0_running_reward")
 
 
+def hms(seconds: float) -> str:
+    """``HH:MM:SS`` (hours past 24 keep counting)."""
+    seconds = int(seconds)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def running_average(old: float | None, new: float, weight: float = 0.99) -> float:
     """Exponential average with ``weight`` on the old value; the first value starts it."""
     return new if old is None else weight * old + (1.0 - weight) * new
@@ -38,12 +44,15 @@ def running_average(old: float | None, new: float, weight: float = 0.99) -> floa
 class RunLogger:
     """Collects worker reports and writes TensorBoard, console and CSV output."""
 
-    def __init__(self, log_dir: str, interval: int, start: dict | None = None):
+    def __init__(self, log_dir: str, interval: int, start: dict | None = None,
+                 report_seconds: float = 15.0):
         os.makedirs(log_dir, exist_ok=True)
         self.log_dir = log_dir
         start = start or {}
         self.writer = SummaryWriter(log_dir)
-        self.interval = interval
+        # interval > 0: a report every ``interval`` iterations; 0: about every ``report_seconds``
+        self.interval, self.report_seconds = interval, report_seconds
+        self.last_report = time.time()
         self.episodes = int(start.get("episodes", 0))
         self.iterations = int(start.get("iterations", 0))
         self.running_reward = start.get("running_reward")
@@ -57,7 +66,7 @@ class RunLogger:
         # Training time is cumulative over resumes: the CSV's wall_time and the console's Time
         # continue from the checkpoint's figure rather than restarting at zero.
         self.t0 = time.time() - float(start.get("train_seconds", 0.0))
-        self.rate_t, self.rate_steps, self.steps_per_second = time.time(), None, 0.0
+        self.rate_t, self.rate_steps, self.steps_per_second = time.time(), None, None
         csv_path = os.path.join(log_dir, "episodes.csv")
         new = not os.path.exists(csv_path)
         self.csv_file = open(csv_path, "a", newline="")
@@ -105,12 +114,16 @@ class RunLogger:
                                  int(game_over), running))
 
     def iteration(self, stats: dict) -> bool:
-        """Record one worker iteration's update statistics; True when an interval is complete."""
+        """Record one worker iteration's update statistics; True when a report is due (every
+        ``interval`` iterations, or with ``interval`` 0 every ``report_seconds``)."""
         self.iterations += 1
         for key in self.running:
             if key in stats:
                 self.running[key] = running_average(self.running[key], float(stats[key]))
-        if self.iterations % self.interval:
+        if self.interval:
+            if self.iterations % self.interval:
+                return False
+        elif time.time() - self.last_report < self.report_seconds:
             return False
         names = {"pg_loss": "Running PG Loss", "value_loss": "Running Value Loss",
                  "grad_norm": "Running Grad Norm", "entropy": "Running Entropy"}
@@ -119,29 +132,52 @@ class RunLogger:
                 self.writer.add_scalar(name, self.running[key], self.iterations)
         return True
 
-    def report(self, global_step: int, replay_len: int | None, skipped: int = 0) -> None:
+    def report(self, global_step: int, replay_len: int | None, skipped: int = 0,
+               total_steps: int = 0, max_episodes: int = 0) -> None:
         """Print the console line and log steps per second (``replay_len`` None: no replay;
-        ``skipped``: updates skipped for a non-finite loss or gradient, shown when any)."""
+        ``skipped``: updates skipped for a non-finite loss or gradient, shown when any;
+        ``total_steps`` / ``max_episodes``: the run's budget, for percent done and an ETA)."""
         now = time.time()
-        if self.rate_steps is not None and now > self.rate_t:
+        self.last_report = now
+        if self.rate_steps is not None and now > self.rate_t and global_step > self.rate_steps:
             self.steps_per_second = (global_step - self.rate_steps) / (now - self.rate_t)
             self.writer.add_scalar("Steps per second", self.steps_per_second, global_step)
-        self.rate_t, self.rate_steps = now, global_step
+        if self.rate_steps is None or global_step > self.rate_steps:
+            self.rate_t, self.rate_steps = now, global_step
         self.csv_file.flush()
         if self.lives_csv_file is not None:
             self.lives_csv_file.flush()
         mem = psutil.virtual_memory()
-        running = float("nan") if self.running_reward is None else self.running_reward
+        if self.running_reward is None:
+            games = "Ep: 0 (no game finished yet)"
+        else:
+            games = (f"Ep: {self.episodes} | Ep reward: {self.last['reward']:.1f} | "
+                     f"Running reward: {self.running_reward:.2f} | Ep len: {self.last['length']}")
         replay = "" if replay_len is None else f"Replay len: {replay_len} | "
         if skipped:
             replay += f"Skipped updates: {skipped} | "
             self.writer.add_scalar("Skipped updates", skipped, global_step)
-        print(f"Iter: {self.iterations} | Ep: {self.episodes} | Ep reward: {self.last['reward']:.1f} | "
-              f"Running reward: {running:.2f} | Ep len: {self.last['length']} | "
-              f"Entropy: {self.running['entropy'] or float('nan'):.3f} | {replay}"
-              f"Steps: {global_step} | {self.steps_per_second:.1f} steps/s | "
+        entropy = "" if self.running["entropy"] is None else f"Entropy: {self.running['entropy']:.3f} | "
+        rate = "" if self.steps_per_second is None else f"{self.steps_per_second:.1f} steps/s | "
+        print(f"Iter: {self.iterations} | {games} | {entropy}{replay}Steps: {global_step} | {rate}"
+              f"{self.progress(global_step, total_steps, max_episodes, now)}"
               f"RAM: {mem.used / 2**30:.1f}/{mem.total / 2**30:.1f} GB | "
-              f"Time: {time.strftime('%H:%M:%S', time.gmtime(now - self.t0))}", flush=True)
+              f"Time: {hms(now - self.t0)}", flush=True)
+
+    def progress(self, global_step: int, total_steps: int, max_episodes: int, now: float) -> str:
+        """``"12.5% of 2,000 steps, ETA 00:01:10 | "`` for a run with a budget ('' without one);
+        the ETA comes from the current rate (steps/s, or games per second of training)."""
+        if total_steps:
+            done, unit, left = global_step / total_steps, f"{total_steps:,} steps", total_steps - global_step
+            rate = self.steps_per_second
+        elif max_episodes:
+            done, unit, left = self.episodes / max_episodes, f"{max_episodes:,} games", max_episodes - self.episodes
+            seconds = now - self.t0
+            rate = self.episodes / seconds if self.episodes and seconds > 0 else None
+        else:
+            return ""
+        eta = f", ETA {hms(max(0, left) / rate)}" if rate else ""
+        return f"{100 * min(done, 1.0):.1f}% of {unit}{eta} | "
 
     def state(self) -> dict:
         """Numbers a resumed run needs to continue the curves."""

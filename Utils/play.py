@@ -164,17 +164,18 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
     probability ``sticky``, and end truncated after ``max_frames`` emulator frames
     (4 per agent step; 0: no cap).
     """
-    if render and not display_available():
+    display = display_available()
+    if render and not display:
         print("warning: --render: no display available; playing without a window")
         render = False
-    if not render:  # frames are drawn off-screen: SDL (pygame) needs no display and says nothing
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     # Batch-1 inference gains nothing from intra-op threads, and spinning threads
     # compete with the video encoder (and any training run): 20 ms per forward instead of 1.5.
     torch.set_num_threads(1)
     check_env_name(state, env_name)
-    if not display_available():  # MuJoCo renders off-screen through EGL where there is no display
+    if not display:  # MuJoCo renders off-screen through EGL where there is no display
         os.environ.setdefault("MUJOCO_GL", "egl")
+    if not render:  # frames are drawn off-screen: SDL (pygame) needs no display and says nothing
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     frame_stack = int(state["config"].get("frame_stack", 4))
     atari = is_atari(env_name)
     options = {"noop_max": noop_max, "sticky": sticky, "seed": seed} if atari else {}

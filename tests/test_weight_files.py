@@ -123,7 +123,7 @@ def test_tampered_metadata_and_unsafe_resume_are_refused(tmp_path, main_cli):
          "is a CartPole-v1 run, not Acrobot-v1"),
     ]
     for args, message in cases:
-        result = main_cli(args + ["--no_video"], tmp_path, timeout=120)
+        result = main_cli(args + ([] if "--do_train" in args else ["--no_video"]), tmp_path, timeout=120)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (args, result.stderr)
     assert not marker.exists()

@@ -281,7 +281,7 @@ def export_command(args) -> int:
 
 def play_command(args) -> int:
     """Play full games with the chosen weights; print the scores and the protocol summary."""
-    from Utils.atari_wrappers import is_atari
+    from Utils.atari_wrappers import is_atari, pipeline_note, sticky_probability
     from Utils.checkpoint import CheckpointError
     from Utils.evaluation import summary_line
     from Utils.play import play
@@ -289,6 +289,12 @@ def play_command(args) -> int:
     path, reason, state = weights_for(args)
     env_name = state["env_name"]
     seed = args.seed if args.seed is not None else 123
+    if args.sticky and sticky_probability(env_name):
+        fail(f"--sticky: {env_name} already repeats actions with probability "
+             f"{sticky_probability(env_name):g} in the emulator; use a NoFrameskip-v4 id with --sticky")
+    note = pipeline_note(env_name)
+    if note:
+        print(note)
     print(f"Playing {describe_weights(path, reason, state)}", flush=True)
     try:
         scores = play(state, env_name, args.episodes, seed, args.greedy,
@@ -298,7 +304,8 @@ def play_command(args) -> int:
         fail(str(err))
     print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} +- {np.std(scores):.2f}")
     if is_atari(env_name):
-        print(f"Protocol (no-op starts up to {args.noop_max}, sticky {args.sticky:g}, "
+        sticky = args.sticky or sticky_probability(env_name)
+        print(f"Protocol (no-op starts up to {args.noop_max}, sticky {sticky:g}, "
               f"cap {args.max_frames:,} frames, {sum(scores.truncated)} truncated): "
               f"{summary_line(env_name, scores)}")
     return 0
@@ -356,6 +363,7 @@ def prepare_training(args):
     from Agent.trainer import Trainer, env_spec
     from Utils.checkpoint import CheckpointError, check_writable_dir
     from Utils.config import ConfigError, check_memory, save_config
+    from Utils.atari_wrappers import pipeline_note
     from Utils.precision import check_precision
     overrides, run_dir, resume_state = command_overrides(args), None, None
     if args.train_from_scratch and args.resume is None:
@@ -367,6 +375,7 @@ def prepare_training(args):
         if args.resume is not None:
             overrides, run_dir, resume_state = resume_settings(args, overrides)
         cfg = build_config(args, overrides, resume_state)
+        note = pipeline_note(cfg.env_name)
         run_dir = run_dir or new_run_dir(args, cfg)
         log_dir = os.path.join(cfg.logs_dir, os.path.basename(os.path.normpath(run_dir)))
         check_writable_dir(run_dir, "--models_dir")
@@ -384,6 +393,8 @@ def prepare_training(args):
                 fail("--backend ray needs Ray: pip install -r requirements-ray.txt")
         trainer = trainer_class(cfg, run_dir, log_dir, resume_state, spec=spec)
         save_config(cfg, os.path.join(run_dir, "config.yml"))
+        if note:
+            print(note)
     except (ConfigError, CheckpointError, ValueError) as err:
         fail(str(err))
     except OSError as err:

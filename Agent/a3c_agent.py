@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from Agent.a3c_math import a3c_loss, gaussian_a3c_loss, n_step_returns
-from Agent.worker import update_global
+from Agent.parameters import update_global
 from NN.networks import build_network
 from Utils.atari_wrappers import box_bounds
 

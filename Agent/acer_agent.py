@@ -18,7 +18,7 @@ import torch
 
 from Agent.acer_math import acer_loss, continuous_acer_loss
 from Agent.replay_memory import ReplayMemory
-from Agent.worker import update_global
+from Agent.parameters import update_global
 from NN.networks import build_network
 from Utils.atari_wrappers import box_bounds
 

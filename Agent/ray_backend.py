@@ -29,7 +29,8 @@ import torch
 
 from Agent.parameters import SharedParameters
 from Agent.trainer import JOIN_TIMEOUT_S, Trainer, WorkerFailed
-from Agent.worker import ITERATIONS, run_worker
+from Agent.parameters import ITERATIONS
+from Agent.worker import run_worker
 from NN.networks import build_network
 from NN.shared_adam import SharedAdam
 

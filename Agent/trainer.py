@@ -19,8 +19,9 @@ import psutil
 
 import torch
 
-from Agent.worker import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS, UPDATES,
-                          worker_entry)
+from Agent.parameters import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS,
+                              UPDATES)
+from Agent.worker import worker_entry
 from NN.networks import build_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import box_bounds, make_env

@@ -10,63 +10,40 @@ algorithm lives here: seeding, the environment, counters, messages to the main
 process, the step budget, reward scaling (``reward_scale``; reported scores stay raw), and
 the worker's own state for an exact resume.
 
-An agent provides: ``rollout_length``, ``begin_rollout()``, ``act(obs) -> action``,
-``record(action, reward, terminated, truncated, next_obs)``, ``observe(obs, first)``,
-``learn() -> stats or None``, ``memory_size()``, ``state_dict()`` and
-``load_state_dict(state, obs)``.
+An agent is anything that satisfies :class:`Agent` below; it reaches the global weights only
+through a :class:`Agent.parameters.ParameterStore`, and does not import this module.
 """
 from __future__ import annotations
 
-import math
 import os
 import random
 import signal
 import sys
 import time
 import traceback
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from Agent.parameters import SharedParameters
+from Agent.parameters import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS,  # noqa: F401
+                              UPDATES, SharedParameters)
 from Utils.atari_wrappers import env_state, make_env, restore_env_state
 from Utils.checkpoint import load_checkpoint, save_checkpoint
 
-# Columns of the shared per-worker counter table. BAD_STREAK: updates skipped in a row.
-STEPS, EPISODES, ITERATIONS, UPDATES, SKIPPED, BAD_STREAK = range(6)
-N_COUNTERS = 6
+class Agent(Protocol):
+    """What the worker loop drives (``ACERAgent``, ``ContinuousACERAgent``, ``A3CAgent``)."""
 
+    rollout_length: int
 
-def apply_gradients(loss: torch.Tensor, local_params: list[torch.Tensor], optimizer,
-                    max_grad_norm: float, counters: torch.Tensor, worker_id: int) -> float | None:
-    """Backpropagate ``loss`` through the local network, clip the gradient norm and step the
-    global network with it (``optimizer``: anything with ``step(grads)``, such as
-    :class:`Agent.parameters.SharedParameters` or the shared Adam itself). A non-finite loss or
-    gradient is never written into the shared weights: the update is skipped and counted.
-    Returns the gradient norm, or None if skipped."""
-    for p in local_params:
-        p.grad = None
-    loss.backward()
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(local_params, max_grad_norm))
-    if not (math.isfinite(float(loss.detach())) and math.isfinite(grad_norm)):
-        counters[worker_id, SKIPPED] += 1
-        counters[worker_id, BAD_STREAK] += 1
-        return None
-    optimizer.step([p.grad for p in local_params])
-    counters[worker_id, UPDATES] += 1
-    counters[worker_id, BAD_STREAK] = 0
-    return grad_norm
-
-
-def update_global(loss: torch.Tensor, stats: dict, local_params: list[torch.Tensor], params, cfg,
-                  counters: torch.Tensor, worker_id: int) -> dict[str, float] | None:
-    """:func:`apply_gradients` with the run's clip, then the update's statistics as numbers
-    for the logger (None when the update was skipped)."""
-    grad_norm = apply_gradients(loss, local_params, params, cfg.max_grad_norm, counters, worker_id)
-    if grad_norm is None:
-        return None
-    return {"pg_loss": float(stats["policy_loss"]), "value_loss": float(stats["value_loss"]),
-            "entropy": float(stats["entropy"]), "grad_norm": grad_norm}
+    def begin_rollout(self) -> None: ...
+    def act(self, obs): ...
+    def record(self, action, reward: float, terminated: bool, truncated: bool, next_obs) -> None: ...
+    def observe(self, obs, first: bool) -> None: ...
+    def learn(self) -> dict[str, float] | None: ...
+    def memory_size(self) -> int: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict, obs) -> None: ...
 
 
 def worker_seed(seed: int, worker_id: int, iteration: int) -> int:
@@ -77,7 +54,7 @@ def worker_seed(seed: int, worker_id: int, iteration: int) -> int:
     return int(np.random.SeedSequence([seed, worker_id, iteration]).generate_state(1)[0])
 
 
-def make_agent(cfg, params, counters, worker_id, env, rng):
+def make_agent(cfg, params, counters, worker_id, env, rng) -> Agent:
     """The agent for ``cfg.algo`` and the environment's action space; ``params`` is where it
     pulls global weights from and steps them (:class:`Agent.parameters.SharedParameters`)."""
     if cfg.algo == "acer":

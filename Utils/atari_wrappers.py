@@ -165,6 +165,32 @@ def check_env_id(env_id: str) -> None:
     raise ValueError(f"unknown environment id '{env_id}'{hint}")
 
 
+def own_frameskip(env_id: str) -> int:
+    """The frame skip an Atari id applies itself (1 for NoFrameskip-v4, 4 for ALE/...-v5)."""
+    skip = gym.spec(env_id.split(":")[-1]).kwargs.get("frameskip", 1)
+    return skip if isinstance(skip, int) else 0
+
+
+def sticky_probability(env_id: str) -> float:
+    """The emulator's own sticky-action probability for an Atari id (0.25 for ALE v5)."""
+    return float(gym.spec(env_id.split(":")[-1]).kwargs.get("repeat_action_probability", 0.0))
+
+
+def pipeline_note(env_id: str) -> str | None:
+    """A line saying how an Atari id that is not NoFrameskip-v4 is run, or None."""
+    if not is_atari(env_id):
+        return None
+    skip, sticky = own_frameskip(env_id), sticky_probability(env_id)
+    if skip == 1 and not sticky:
+        return None
+    if skip not in (1, 4):
+        raise ValueError(f"{env_id} skips a random number of frames; use a NoFrameskip-v4 id "
+                         f"or an ALE/...-v5 id")
+    return (f"note: {env_id} keeps its own sticky actions (repeat_action_probability {sticky:g}, "
+            f"in the emulator); the pipeline applies the frame skip (4 frames per agent step, "
+            f"the last two max-pooled) with the id's own skip set to 1")
+
+
 def make_env(env_id: str, training: bool = True, frame_stack: int = 4,
              render_mode: str | None = None, noop_max: int = 30, sticky: float = 0.0,
              seed: int | None = None) -> gym.Env:
@@ -185,9 +211,10 @@ def make_env(env_id: str, training: bool = True, frame_stack: int = 4,
         return ClipAction(env) if isinstance(env.action_space, gym.spaces.Box) else env
     # obs_type="grayscale" spares the base env an RGB copy per frame; the
     # preprocessing wrapper reads the screen from the emulator itself.
-    env = gym.make(env_id, obs_type="grayscale", render_mode=render_mode)
-    if getattr(env.unwrapped, "_frameskip", 1) != 1:
-        raise ValueError(f"{env_id} skips frames itself; use a NoFrameskip-v4 id or ALE/... with frameskip=1")
+    skip_options = {}
+    if own_frameskip(env_id) != 1:  # ALE v5: the pipeline's own skip replaces the env's
+        skip_options["frameskip"] = 1
+    env = gym.make(env_id, obs_type="grayscale", render_mode=render_mode, **skip_options)
     if sticky > 0:
         env = StickyActions(env, sticky, seed)
     env = AtariPreprocessing(env, noop_max=noop_max, frame_skip=4, screen_size=FRAME_SIZE,

@@ -97,8 +97,8 @@ class Config:
             (self.precision in PRECISIONS,
              f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
             (self.precision == "fp32" or self.algo == "acer",
-             f"--precision bf16 is for --algo acer only: A3C's update measured no faster in "
-             f"bfloat16 (its LSTM steps one at a time); use --precision fp32"),
+             f"--precision bf16 is for --algo acer only: A3C's update is about a third of its "
+             f"step and measured 1.2x faster in bfloat16, about 6% in all; use --precision fp32"),
             (self.n_workers >= 1, f"--n_workers must be at least 1, got {self.n_workers}"),
             (self.interval >= 0, f"--interval must be >= 0 (0: by time), got {self.interval}"),
             (self.checkpoint_minutes > 0,

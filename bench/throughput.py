@@ -55,7 +55,8 @@ STEPS = re.compile(r"Steps: (\d+)")
 STARTED = re.compile(r"first environment step ([\d.]+) s after launch")
 
 from Agent.parameters import SharedParameters  # noqa: E402
-from Agent.worker import N_COUNTERS, make_agent  # noqa: E402
+from Agent.parameters import N_COUNTERS  # noqa: E402
+from Agent.worker import make_agent  # noqa: E402
 from NN.networks import build_network  # noqa: E402
 from NN.shared_adam import SharedAdam  # noqa: E402
 from Utils.atari_wrappers import make_env  # noqa: E402

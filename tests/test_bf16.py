@@ -8,7 +8,7 @@ import torch
 
 from Agent.acer_agent import ACERAgent
 from Agent.parameters import SharedParameters
-from Agent.worker import N_COUNTERS
+from Agent.parameters import N_COUNTERS
 from NN.networks import build_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env

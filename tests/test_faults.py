@@ -14,7 +14,7 @@ import psutil
 import pytest
 import torch
 
-from Agent.worker import BAD_STREAK, SKIPPED, UPDATES, apply_gradients
+from Agent.parameters import BAD_STREAK, SKIPPED, UPDATES, apply_gradients
 from NN.networks import ACERNet
 from NN.shared_adam import SharedAdam
 from Utils.checkpoint import load_checkpoint

@@ -184,3 +184,22 @@ def test_hints_name_the_folder_and_the_command(tmp_path, main_cli):
     assert resume.returncode == 2 and "no run with a checkpoint in runs/ for BreakoutNoFrameskip-v4" \
         in resume.stderr and "start one with: python main.py --do_train --env_name " \
         "BreakoutNoFrameskip-v4" in resume.stderr
+
+
+# 11. ALE v5 ids
+def test_ale_v5_ids_train_with_their_own_sticky_actions_and_the_pipelines_skip(tmp_path, main_cli):
+    from Utils.atari_wrappers import make_env
+    env = make_env("ALE/Pong-v5")
+    try:
+        assert env.unwrapped._frameskip == 1
+        assert env.unwrapped.ale.getFloat("repeat_action_probability") == 0.25
+        assert env.observation_space.shape == (4, 84, 84)
+    finally:
+        env.close()
+    result = main_cli(["--do_train", "--env_name", "ALE/Pong-v5", "--n_workers", "1",
+                       "--total_steps", "200", "--total_memory_size", "2000"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "note: ALE/Pong-v5 keeps its own sticky actions (repeat_action_probability 0.25" in result.stdout
+    assert "the pipeline applies the frame skip (4 frames per agent step" in result.stdout
+    doubled = main_cli(["--env_name", "ALE/Pong-v5", "--sticky", "0.25", "--no_video"], tmp_path)
+    assert doubled.returncode == 2 and "already repeats actions" in doubled.stderr

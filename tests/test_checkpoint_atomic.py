@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -79,38 +80,58 @@ def test_sigterm_during_a_save_is_held_until_the_file_is_written(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
 
 
-def step_forever(optimizer, stop_event):
-    torch.set_num_threads(1)
-    grads = [torch.randn_like(p) for p in optimizer.params]
-    while not stop_event.is_set():
-        optimizer.step(grads)
-        time.sleep(0.001)   # a worker's rollout; without it this loop would hold the lock always
+def hold_torn_weights(optimizer, ready, go):
+    """A worker caught mid-update: under the optimizer's lock a weight is NaN until ``go``."""
+    params = optimizer.params
+    with optimizer.lock, torch.no_grad():
+        saved = params[0].clone()
+        params[0].fill_(float("nan"))
+        ready.send("torn")
+        go.recv()
+        params[0].copy_(saved)
 
 
-def test_saves_during_updates_never_mistake_weights_for_non_finite(tmp_path):
-    # The check used to read the shared weights while a worker wrote them; torch's isfinite reads
-    # each value twice, so a value changed in between looked like NaN and a save was skipped.
-    # Now every checkpoint holds a copy taken between two updates, and the check reads the copy.
+class ReportingLock:
+    """The optimizer's lock, reporting (an event) when the main process starts waiting for it."""
+
+    def __init__(self, lock):
+        self.lock, self.waiting = lock, threading.Event()
+
+    def acquire(self, *args, **kwargs):
+        self.waiting.set()
+        return self.lock.acquire(*args, **kwargs)
+
+    def release(self):
+        self.lock.release()
+
+
+def test_a_save_never_reads_weights_a_worker_is_writing(tmp_path):
+    # Deterministic: a child holds the lock with a torn (NaN) weight, as a worker does in the
+    # middle of an Adam step; the save must wait for the lock and copy the whole weights after
+    # the step. A save that read the shared weights without the lock would see the NaN and
+    # refuse to write (the bug this guards against: torch's isfinite reads each value twice,
+    # so weights changed in between looked non-finite).
     cfg = Config(env_name="PongNoFrameskip-v4", n_workers=1)
     trainer = Trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
     ctx = torch.multiprocessing.get_context("spawn")
-    stop_event = ctx.Event()
-    writer = ctx.Process(target=step_forever, args=(trainer.optimizer, stop_event), daemon=True)
+    ready_parent, ready_child = ctx.Pipe()
+    go_parent, go_child = ctx.Pipe()
+    writer = ctx.Process(target=hold_torn_weights, args=(trainer.optimizer, ready_child, go_child),
+                         daemon=True)
     writer.start()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # as in a training run's main process
+    result = {}
     try:
-        while int(trainer.optimizer.step_count) < 5:
-            time.sleep(0.05)
-        false_alarms = 0
-        for _ in range(150):
-            model = trainer.checkpoint_state()["model"]
-            false_alarms += not all(torch.isfinite(v).all() for v in model.values())
-        saved = [trainer.save() for _ in range(3)]
+        assert ready_parent.poll(120) and ready_parent.recv() == "torn"
+        assert torch.isnan(trainer.optimizer.params[0]).all()      # torn while the lock is held
+        lock = trainer.optimizer.lock = ReportingLock(trainer.optimizer.lock)
+        saver = threading.Thread(target=lambda: result.update(saved=trainer.save()))
+        saver.start()
+        assert lock.waiting.wait(120)                                # the save waits for the lock
+        go_parent.send("go")                                         # the worker's step ends
+        saver.join(120)
     finally:
-        torch.set_num_threads(threads)
-        stop_event.set()
-        writer.join(timeout=10)
+        writer.join(timeout=30)
         trainer.logger.close()
-    assert false_alarms == 0 and all(saved)
-    assert load_checkpoint(os.path.join(trainer.run_dir, "checkpoint.pth"))["optimizer"]["step"] > 5
+    assert result == {"saved": True}
+    state = load_checkpoint(os.path.join(trainer.run_dir, "checkpoint.pth"))
+    assert all(torch.isfinite(v).all() for v in state["model"].values())

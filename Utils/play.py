@@ -162,37 +162,76 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
     every game is shown in a window (when a display is available). Atari games start with
     1 to ``noop_max`` no-op frames (0: none), repeat the previous frame's action with
     probability ``sticky``, and end truncated after ``max_frames`` emulator frames
-    (4 per agent step; 0: no cap).
+    (4 per agent step; 0: no cap). Game ``i`` resets the environment with ``seed + i``; the
+    policy samples from a generator seeded with ``seed``.
     """
+    check_env_name(state, env_name)
+    render = prepare_display(render)
+    # Batch-1 inference gains nothing from intra-op threads, and spinning threads
+    # compete with the video encoder (and any training run): 20 ms per forward instead of 1.5.
+    torch.set_num_threads(1)
+    atari = is_atari(env_name)
+    options = {"noop_max": noop_max, "sticky": sticky, "seed": seed} if atari else {}
+    env, video_dir, render = open_env(state, env_name, options, video_dir, render, seed)
+    try:
+        check_spaces(state, env_name, env)
+        game = Game(env, build_policy(state, env_name), action_bounds(state), greedy,
+                    torch.Generator().manual_seed(seed), atari, max_frames)
+        window = Window(env_name) if render else None
+        scores = Scores()
+        for episode in range(episodes):
+            recorder = new_recorder(video_dir, env_name) if episode == 0 else None
+            score, truncated, frames = game.play(seed + episode, recorder, window)
+            scores.append(score)
+            scores.truncated.append(truncated)
+            if verbose:
+                if recorder is not None:
+                    print(f"Video of game 1 ({recorder.n_frames} frames): {recorder.mp4_path}, "
+                          f"{recorder.gif_path}")
+                print(game_line(episode, episodes, scores, frames, atari), flush=True)
+        scores.sticky_counts = sticky_counts(env)
+        if window is not None:
+            window.close()
+    finally:
+        env.close()
+    return scores
+
+
+def prepare_display(render: bool) -> bool:
+    """Whether a window can be shown; set up off-screen rendering where there is no display."""
     display = display_available()
     if render and not display:
         print("warning: --render: no display available; playing without a window")
         render = False
-    # Batch-1 inference gains nothing from intra-op threads, and spinning threads
-    # compete with the video encoder (and any training run): 20 ms per forward instead of 1.5.
-    torch.set_num_threads(1)
-    check_env_name(state, env_name)
     if not display:  # MuJoCo renders off-screen through EGL where there is no display
         os.environ.setdefault("MUJOCO_GL", "egl")
     if not render:  # frames are drawn off-screen: SDL (pygame) needs no display and says nothing
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    return render
+
+
+def open_env(state: dict, env_name: str, options: dict, video_dir, render: bool, seed: int):
+    """The play environment, rendering frames when a video or a window needs them (without,
+    if the renderer cannot start); returns it with the video folder and window still wanted."""
     frame_stack = int(state["config"].get("frame_stack", 4))
-    atari = is_atari(env_name)
-    options = {"noop_max": noop_max, "sticky": sticky, "seed": seed} if atari else {}
-    env = make_env(env_name, training=False, frame_stack=frame_stack,
-                   render_mode="rgb_array" if video_dir or render else None, **options)
-    if video_dir or render:
-        try:
-            env.reset(seed=seed)
-            env.render()
-        except Exception as err:  # e.g. a renderer's optional dependency is missing
-            print(f"warning: cannot render {env_name} ({type(err).__name__}: {err}); "
-                  "playing without video or window")
-            env.close()
-            video_dir, render = None, False
-            env = make_env(env_name, training=False, frame_stack=frame_stack, **options)
-    bounds = action_bounds(state)
-    env_bounds = box_bounds(env)
+    if not (video_dir or render):
+        return make_env(env_name, training=False, frame_stack=frame_stack, **options), None, False
+    env = make_env(env_name, training=False, frame_stack=frame_stack, render_mode="rgb_array",
+                   **options)
+    try:
+        env.reset(seed=seed)
+        env.render()
+        return env, video_dir, render
+    except Exception as err:  # e.g. a renderer's optional dependency is missing
+        print(f"warning: cannot render {env_name} ({type(err).__name__}: {err}); "
+              "playing without video or window")
+        env.close()
+        return make_env(env_name, training=False, frame_stack=frame_stack, **options), None, False
+
+
+def check_spaces(state: dict, env_name: str, env) -> None:
+    """Refuse a checkpoint whose observations or actions do not fit the environment."""
+    bounds, env_bounds = action_bounds(state), box_bounds(env)
     n_env_actions = len(env_bounds[0]) if env_bounds else getattr(env.action_space, "n", None)
     if tuple(env.observation_space.shape) != tuple(state["obs_shape"]) or \
             n_env_actions != state["n_actions"] or (bounds is None) != (env_bounds is None):
@@ -200,55 +239,60 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
         raise CheckpointError(f"checkpoint expects observations {tuple(state['obs_shape'])} and "
                               f"{state['n_actions']} {kind} actions; {env_name} has "
                               f"{env.observation_space.shape} and {env.action_space}")
-    net = build_policy(state, env_name)
-    window = Window(env_name) if render else None
-    generator = torch.Generator().manual_seed(seed)
-    frames_per_step = 4 if atari else 1
-    step_cap = max_frames // frames_per_step if atari and max_frames else 0
-    scores = Scores()
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        recorder = None
-        if video_dir and episode == 0:
-            game = env_name.replace("/", "_")
-            recorder = VideoRecorder(os.path.join(video_dir, f"{game}_{time.strftime('%Y-%m-%d-%H-%M-%S')}"))
 
-        def show_frame():
-            if recorder is not None or window is not None:
-                frame = env.render()
-                if recorder is not None:
-                    recorder.add(frame)
-                if window is not None:
-                    window.show(frame)
 
-        show_frame()
-        hidden = net.initial_hidden()  # A3C's LSTM state, zeroed for each game
+def new_recorder(video_dir: str | None, env_name: str) -> VideoRecorder | None:
+    """A recorder for the first game under ``video_dir`` (None: no video)."""
+    if not video_dir:
+        return None
+    game = env_name.replace("/", "_")
+    return VideoRecorder(os.path.join(video_dir, f"{game}_{time.strftime('%Y-%m-%d-%H-%M-%S')}"))
+
+
+def sticky_counts(env) -> dict[str, int] | None:
+    """What the sticky-action wrapper counted, if the environment has one."""
+    sticky = find_wrapper(env, StickyActions)
+    if sticky is None:
+        return None
+    return {"frames": sticky.frames, "repeated": sticky.repeated, "differed": sticky.differed}
+
+
+class Game:
+    """Plays one full game at a time with a policy network on a play environment."""
+
+    def __init__(self, env, net, bounds, greedy: bool, generator: torch.Generator, atari: bool,
+                 max_frames: int):
+        self.env, self.net, self.bounds, self.greedy, self.generator = env, net, bounds, greedy, generator
+        self.frames_per_step = 4 if atari else 1   # Atari: the pipeline's frame skip
+        self.step_cap = max_frames // 4 if atari and max_frames else 0
+
+    def play(self, seed: int, recorder: VideoRecorder | None, window) -> tuple[float, bool, int]:
+        """One game from ``env.reset(seed=seed)``: raw score, whether it was cut off (the frame
+        cap or the environment's time limit), and its length in frames (steps for non-Atari)."""
+        obs, _ = self.env.reset(seed=seed)
+        self._show(recorder, window)
+        hidden = self.net.initial_hidden()  # A3C's LSTM state, zeroed for each game
         steps, score = 0, 0.0
         while True:
             with torch.no_grad():
-                policy, hidden = net.step(torch.from_numpy(np.asarray(obs)).unsqueeze(0), hidden)
-            action = choose_action(policy, greedy, generator, bounds)
-            obs, reward, terminated, truncated, info = env.step(action)
+                policy, hidden = self.net.step(torch.from_numpy(np.asarray(obs)).unsqueeze(0), hidden)
+            action = choose_action(policy, self.greedy, self.generator, self.bounds)
+            obs, reward, terminated, truncated, info = self.env.step(action)
             steps, score = steps + 1, score + float(reward)
-            show_frame()
-            capped = bool(step_cap) and steps >= step_cap and not terminated
+            self._show(recorder, window)
+            capped = bool(self.step_cap) and steps >= self.step_cap and not terminated
             if terminated or truncated or capped:
                 if recorder is not None:
-                    paths = recorder.close()
-                    if verbose:
-                        print(f"Video of game 1 ({recorder.n_frames} frames): {paths[0]}, {paths[1]}")
+                    recorder.close()
                 # the statistics wrapper reports a game only when the environment ends it
-                scores.append(float(info["episode"]["r"]) if "episode" in info else score)
-                scores.truncated.append(bool(truncated or capped))
-                if verbose:
-                    print(game_line(episode, episodes, scores, steps * frames_per_step, atari),
-                          flush=True)
-                break
-    sticky_env = find_wrapper(env, StickyActions)
-    if sticky_env is not None:
-        scores.sticky_counts = {"frames": sticky_env.frames, "repeated": sticky_env.repeated,
-                                "differed": sticky_env.differed}
-    env.close()
-    if window is not None:
-        window.close()
-    return scores
+                score = float(info["episode"]["r"]) if "episode" in info else score
+                return score, bool(truncated or capped), steps * self.frames_per_step
+
+    def _show(self, recorder, window) -> None:
+        if recorder is not None or window is not None:
+            frame = self.env.render()
+            if recorder is not None:
+                recorder.add(frame)
+            if window is not None:
+                window.show(frame)
+

@@ -18,8 +18,6 @@ import sys
 import time
 from typing import NoReturn
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -283,7 +281,7 @@ def play_command(args) -> int:
     """Play full games with the chosen weights; print the scores and the protocol summary."""
     from Utils.atari_wrappers import is_atari, pipeline_note, sticky_probability
     from Utils.checkpoint import CheckpointError
-    from Utils.evaluation import summary_line
+    from Utils.evaluation import summarize, summary_line
     from Utils.play import play
     check_play_flags(args)
     path, reason, state = weights_for(args)
@@ -302,7 +300,8 @@ def play_command(args) -> int:
                       noop_max=args.noop_max, sticky=args.sticky, max_frames=args.max_frames)
     except CheckpointError as err:
         fail(str(err))
-    print(f"Mean score over {len(scores)} games: {np.mean(scores):.2f} +- {np.std(scores):.2f}")
+    print(f"Mean score over {len(scores)} games: {summarize(scores)['mean']:.2f} +- "
+          f"{summarize(scores)['std']:.2f}")
     if is_atari(env_name):
         sticky = args.sticky or sticky_probability(env_name)
         print(f"Protocol (no-op starts up to {args.noop_max}, sticky {sticky:g}, "
@@ -439,4 +438,8 @@ def train_command(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # while Python was still importing what main() needs
+        print("Interrupted before the first checkpoint; nothing saved", file=sys.stderr)
+        sys.exit(130)

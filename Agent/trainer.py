@@ -326,67 +326,86 @@ class Trainer:
 
     def train(self) -> dict:
         """Run the workers until a budget is spent; return the final counters."""
-        cfg = self.cfg
         ctx = torch.multiprocessing.get_context("spawn")
         q, stop_event = ctx.Queue(), ctx.Event()
-        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
-        torch.set_num_threads(1)  # this process only logs and saves; the cores are the workers'
-        workers = [ctx.Process(target=worker_entry, name=f"worker-{i}", daemon=True,
-                               args=(i, cfg, self.global_net, self.average_net, self.optimizer,
-                                     self.counters, stop_event, q,
-                                     os.path.join(self.run_dir, f"worker_{i}.pth"), self.resumed, os.getpid()))
-                   for i in range(cfg.n_workers)]
+        workers = self._worker_processes(ctx, q, stop_event)
         failure = None
         try:
             start_ignoring_interrupts(workers)
-            while True:
-                self._drain(q, timeout=0.2)
-                self._check_updates()
-                if self._budget_spent():
-                    break
-                if not any(w.is_alive() for w in workers):
-                    break
-                for i, w in enumerate(workers):
-                    if w.exitcode not in (None, 0):
-                        self._drain(q, timeout=0.5)  # collect its traceback if it sent one
-                        raise WorkerFailed(f"worker {i} died with exit code {w.exitcode}"
-                                           f"{_signal_name(w.exitcode)}")
+            self._supervise(q, workers)
         except WorkerFailed as err:
             failure = err
         finally:
-            # A second Ctrl-C (or SIGTERM) while stopping: kill the workers instead of waiting
-            # for them, then save as usual (about a second); further signals are ignored.
-            def hurry(signum, frame):
-                for w in workers:
-                    if w.is_alive():
-                        w.kill()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(sig, signal.SIG_IGN)
-            previous = {sig: signal.signal(sig, hurry) for sig in (signal.SIGINT, signal.SIGTERM)}
-            stop_event.set()
-            deadline = time.time() + JOIN_TIMEOUT_S
-            while any(w.is_alive() for w in workers) and time.time() < deadline:
-                try:  # keep draining: a worker cannot exit while its queue buffer is full
-                    self._drain(q, timeout=0.1)
-                except WorkerFailed as err:
-                    failure = failure or err
+            stopping_failure = self._stop(q, stop_event, workers)
+            failure = failure or stopping_failure
+        return self.finish(failure)
+
+    def _worker_processes(self, ctx, q, stop_event) -> list:
+        """The worker processes (not started), one intra-op thread each."""
+        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
+        torch.set_num_threads(1)  # this process only logs and saves; the cores are the workers'
+        return [ctx.Process(target=worker_entry, name=f"worker-{i}", daemon=True,
+                            args=(i, self.cfg, self.global_net, self.average_net, self.optimizer,
+                                  self.counters, stop_event, q,
+                                  os.path.join(self.run_dir, f"worker_{i}.pth"), self.resumed,
+                                  os.getpid()))
+                for i in range(self.cfg.n_workers)]
+
+    def _supervise(self, q, workers) -> None:
+        """Handle the workers' messages until a budget is spent or they all stopped; raise
+        :class:`WorkerFailed` for a worker that died or a run that must stop."""
+        while True:
+            self._drain(q, timeout=0.2)
+            self._check_updates()
+            if self._budget_spent() or not any(w.is_alive() for w in workers):
+                return
+            for i, w in enumerate(workers):
+                if w.exitcode not in (None, 0):
+                    self._drain(q, timeout=0.5)  # collect its traceback if it sent one
+                    raise WorkerFailed(f"worker {i} died with exit code {w.exitcode}"
+                                       f"{_signal_name(w.exitcode)}")
+
+    def _stop(self, q, stop_event, workers) -> WorkerFailed | None:
+        """Stop the workers (their final states are saved by themselves), write the final
+        checkpoint and best weights, close the logs; the first failure met on the way, if any.
+
+        A second Ctrl-C (or SIGTERM) while stopping kills the workers instead of waiting for
+        them, then saves as usual (about a second); further signals are ignored."""
+        def hurry(signum, frame):
             for w in workers:
                 if w.is_alive():
-                    w.terminate()
-                w.join(timeout=2.0)
-            try:
-                self._drain(q, timeout=0.05)
-            except WorkerFailed as err:
-                failure = failure or err
-            try:
-                self.save()
-                self.save_best()
-            except WorkerFailed as err:
-                failure = failure or err
-            self.logger.close()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        return self.finish(failure)
+                    w.kill()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+        previous = {sig: signal.signal(sig, hurry) for sig in (signal.SIGINT, signal.SIGTERM)}
+        failures: list[WorkerFailed] = []
+        stop_event.set()
+        deadline = time.time() + JOIN_TIMEOUT_S
+        while any(w.is_alive() for w in workers) and time.time() < deadline:
+            # keep draining: a worker cannot exit while its queue buffer is full
+            self._collect(failures, self._drain, q, 0.1)
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+            w.join(timeout=2.0)
+        self._collect(failures, self._drain, q, 0.05)
+        self._collect(failures, self._final_save)
+        self.logger.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        return failures[0] if failures else None
+
+    def _final_save(self) -> None:
+        self.save()
+        self.save_best()
+
+    @staticmethod
+    def _collect(failures: list, fn, *args) -> None:
+        """Run ``fn``; keep a :class:`WorkerFailed` it raises in ``failures``."""
+        try:
+            fn(*args)
+        except WorkerFailed as err:
+            failures.append(err)
 
     def finish(self, failure: WorkerFailed | None) -> dict:
         """After the workers stopped and the final save: raise the run's failure, or one for a

@@ -78,6 +78,28 @@ def run_worker(worker_id: int, cfg, params, counters: torch.Tensor, stop_event, 
     to ``state_path`` (or, without one, returned), and ``resume_state`` (such a file, loaded)
     continues exactly there.
     """
+    env, agent, rng, obs = start_worker(worker_id, cfg, params, counters, resume_state)
+    parent_pid = main_pid if main_pid is not None else os.getppid()
+    reporter = Reporter(worker_id, counters, queue)
+    # A worker whose main process died (kill -9) stops instead of running on as an orphan.
+    while not stop_event.is_set() and os.getppid() == parent_pid:
+        if cfg.total_steps and int(counters[:, STEPS].sum()) >= cfg.total_steps:
+            break
+        obs = rollout(agent, env, obs, cfg.reward_scale, reporter)
+        stats = agent.learn()
+        counters[worker_id, ITERATIONS] += 1
+        queue.put(("iteration", worker_id, stats or {}, agent.memory_size()))
+    state = None
+    if os.getppid() == parent_pid:
+        state = worker_state(worker_id, counters, rng, env, obs, agent)
+        save_worker_state(state, state_path, queue, worker_id)
+    env.close()
+    return state
+
+
+def start_worker(worker_id: int, cfg, params, counters, resume_state: dict | None):
+    """Seed the worker, build its environment and agent, and start a new game or continue
+    from ``resume_state``: ``(env, agent, rng, observation)``."""
     seed = worker_seed(cfg.seed, worker_id, int(counters[worker_id, ITERATIONS]))
     torch.manual_seed(seed)
     random.seed(seed)
@@ -87,58 +109,75 @@ def run_worker(worker_id: int, cfg, params, counters: torch.Tensor, stop_event, 
     if resume_state is None:
         obs, _ = env.reset(seed=seed)
         agent.observe(obs, first=True)
-    else:
-        restore_env_state(env, resume_state["env"])
-        obs = resume_state["obs"].numpy()
-        # files written before agents had their own entry kept the replay at the top level
-        agent.load_state_dict(resume_state.get("agent", resume_state), obs)
-        torch.set_rng_state(resume_state["torch_rng"])
-        rng.bit_generator.state = resume_state["numpy_rng"]
-        random.setstate(_python_rng(resume_state["python_rng"]))
-    mine = counters[worker_id]
-    first_step = True
-    parent_pid = main_pid if main_pid is not None else os.getppid()
-    # A worker whose main process died (kill -9) stops instead of running on as an orphan.
-    while not stop_event.is_set() and os.getppid() == parent_pid:
-        if cfg.total_steps and int(counters[:, STEPS].sum()) >= cfg.total_steps:
-            break
-        agent.begin_rollout()
-        for _ in range(agent.rollout_length):
-            action = agent.act(obs)
-            obs, reward, terminated, truncated, info = env.step(action)
-            if first_step:  # for the start-up time the main process reports
-                queue.put(("started", worker_id, time.time()))
-                first_step = False
-            agent.record(action, reward * cfg.reward_scale, terminated, truncated, obs)
-            mine[STEPS] += 1
-            if "life" in info:  # Atari training: a life (the original's episode) ended
-                life = info["life"]
-                queue.put(("life", worker_id, float(life["r"]), int(life["l"]),
-                           int(counters[:, STEPS].sum()), bool(life["game_over"])))
-            if "episode" in info:
-                mine[EPISODES] += 1
-                queue.put(("episode", worker_id, float(info["episode"]["r"]),
-                           int(info["episode"]["l"]), int(counters[:, STEPS].sum())))
-            done = terminated or truncated
-            if done:
-                obs, _ = env.reset()
-            agent.observe(obs, first=done)
-        stats = agent.learn()
-        mine[ITERATIONS] += 1
-        queue.put(("iteration", worker_id, stats or {}, agent.memory_size()))
-    state = None
-    if os.getppid() == parent_pid:
-        state = {"format_version": 1, "worker_id": worker_id, "iteration": int(mine[ITERATIONS]),
-                 "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
-                 "python_rng": list(random.getstate()), "env": env_state(env),
-                 "obs": torch.from_numpy(np.array(obs)), "agent": agent.state_dict()}
-    if state is not None and state_path is not None:
-        try:
-            save_checkpoint(state, state_path)
-        except OSError as err:  # a resume then starts this worker afresh
-            queue.put(("warning", worker_id, f"state not saved to {state_path}: {err.strerror or err}"))
-    env.close()
-    return state
+        return env, agent, rng, obs
+    restore_env_state(env, resume_state["env"])
+    obs = resume_state["obs"].numpy()
+    # files written before agents had their own entry kept the replay at the top level
+    agent.load_state_dict(resume_state.get("agent", resume_state), obs)
+    torch.set_rng_state(resume_state["torch_rng"])
+    rng.bit_generator.state = resume_state["numpy_rng"]
+    random.setstate(_python_rng(resume_state["python_rng"]))
+    return env, agent, rng, obs
+
+
+class Reporter:
+    """Counts a worker's steps and games and sends the main process what happened."""
+
+    def __init__(self, worker_id: int, counters: torch.Tensor, queue):
+        self.worker_id, self.counters, self.queue = worker_id, counters, queue
+        self.first_step = True
+
+    def step(self, info: dict) -> None:
+        """After each environment step: the first step's time (for the start-up time the main
+        process reports), a finished life (Atari: the original's episode) or game."""
+        i, counters = self.worker_id, self.counters
+        if self.first_step:
+            self.queue.put(("started", i, time.time()))
+            self.first_step = False
+        counters[i, STEPS] += 1
+        if "life" in info:
+            life = info["life"]
+            self.queue.put(("life", i, float(life["r"]), int(life["l"]),
+                            int(counters[:, STEPS].sum()), bool(life["game_over"])))
+        if "episode" in info:
+            counters[i, EPISODES] += 1
+            self.queue.put(("episode", i, float(info["episode"]["r"]), int(info["episode"]["l"]),
+                            int(counters[:, STEPS].sum())))
+
+
+def rollout(agent: Agent, env, obs, reward_scale: float, reporter: Reporter):
+    """The agent's rollout: it acts ``rollout_length`` steps and records them (a finished
+    episode starts the next); returns the observation the next rollout starts from."""
+    agent.begin_rollout()
+    for _ in range(agent.rollout_length):
+        action = agent.act(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        agent.record(action, reward * reward_scale, terminated, truncated, obs)
+        reporter.step(info)
+        done = terminated or truncated
+        if done:
+            obs, _ = env.reset()
+        agent.observe(obs, first=done)
+    return obs
+
+
+def worker_state(worker_id: int, counters, rng, env, obs, agent: Agent) -> dict:
+    """Everything this worker needs to continue exactly: RNGs, environment, observation, agent."""
+    return {"format_version": 1, "worker_id": worker_id,
+            "iteration": int(counters[worker_id, ITERATIONS]),
+            "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+            "python_rng": list(random.getstate()), "env": env_state(env),
+            "obs": torch.from_numpy(np.array(obs)), "agent": agent.state_dict()}
+
+
+def save_worker_state(state: dict, state_path: str | None, queue, worker_id: int) -> None:
+    """Write the worker's state; a failed write is reported (a resume then starts it afresh)."""
+    if state_path is None:
+        return
+    try:
+        save_checkpoint(state, state_path)
+    except OSError as err:
+        queue.put(("warning", worker_id, f"state not saved to {state_path}: {err.strerror or err}"))
 
 
 def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counters,

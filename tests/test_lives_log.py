@@ -17,7 +17,7 @@ def rows(path):
 
 def test_breakout_training_logs_every_life(tmp_path, main_cli):
     result = main_cli(["--do_train", "--env_name", "BreakoutNoFrameskip-v4", "--n_workers", "1",
-                       "--total_steps", "1500", "--total_memory_size", "4000", "--interval", "20"],
+                       "--total_steps", "1000", "--total_memory_size", "4000", "--interval", "20"],
                       tmp_path)
     assert result.returncode == 0, result.stderr
     (log_dir,) = glob.glob(str(tmp_path / "Logs" / "*"))

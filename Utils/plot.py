@@ -30,31 +30,40 @@ X_AXES = {"episode": ("episode", "Episode"), "step": ("global_step", "Agent step
           "time": ("wall_time", "Wall-clock hours")}
 
 
-def read_episodes(log_dir: str) -> dict[str, list[float]]:
-    """Columns of ``log_dir/episodes.csv`` as float lists."""
-    path = os.path.join(log_dir, "episodes.csv") if os.path.isdir(log_dir) else log_dir
+def read_rows(log_dir: str, file_name: str) -> list[dict]:
+    """The rows of ``log_dir/<file_name>`` (or of the CSV file ``log_dir``), at least one."""
+    path = os.path.join(log_dir, file_name) if os.path.isdir(log_dir) else log_dir
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
-        raise ValueError(f"{path} holds no episodes")
+        raise ValueError(f"{path} holds no rows")
+    return rows
+
+
+def read_episodes(log_dir: str) -> dict[str, list[float]]:
+    """Columns of ``log_dir/episodes.csv`` as float lists."""
+    rows = read_rows(log_dir, "episodes.csv")
     return {key: [float(r[key]) for r in rows] for key in rows[0]}
 
 
 def read_lives(log_dir: str) -> dict[str, list[float]]:
-    """``log_dir/lives.csv`` in the shape of :func:`read_episodes` (each life an episode)."""
-    path = os.path.join(log_dir, "lives.csv") if os.path.isdir(log_dir) else log_dir
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        raise ValueError(f"{path} holds no lives")
+    """``log_dir/lives.csv`` in the shape of :func:`read_episodes` (each life an episode; the
+    running reward over all workers' lives, which :func:`one_worker` recomputes for one)."""
+    rows = read_rows(log_dir, "lives.csv")
     data = {key: [float(r[key]) for r in rows]
             for key in ("life", "global_step", "wall_time", "worker", "reward", "length")}
     data["episode"] = data.pop("life")
-    running, data["running_reward"] = None, []
-    for reward in data["reward"]:
-        running = running_average(running, reward)
-        data["running_reward"].append(running)
+    data["running_reward"] = running_rewards(data["reward"])
     return data
+
+
+def running_rewards(rewards: list[float]) -> list[float]:
+    """The 0.99 running average after each reward, started at the first."""
+    running, out = None, []
+    for reward in rewards:
+        running = running_average(running, reward)
+        out.append(running)
+    return out
 
 
 def stitched_wall_time(wall_time: list[float]) -> list[float]:
@@ -79,10 +88,7 @@ def one_worker(data: dict[str, list[float]], worker: int) -> dict[str, list[floa
         raise ValueError(f"no games of worker {worker}")
     out = {key: [values[i] for i in keep] for key, values in data.items()}
     out["episode"] = [float(n) for n in range(1, len(keep) + 1)]
-    running, out["running_reward"] = None, []
-    for reward in out["reward"]:
-        running = running_average(running, reward)
-        out["running_reward"].append(running)
+    out["running_reward"] = running_rewards(out["reward"])
     return out
 
 

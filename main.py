@@ -300,8 +300,8 @@ def play_command(args) -> int:
                       noop_max=args.noop_max, sticky=args.sticky, max_frames=args.max_frames)
     except CheckpointError as err:
         fail(str(err))
-    print(f"Mean score over {len(scores)} games: {summarize(scores)['mean']:.2f} +- "
-          f"{summarize(scores)['std']:.2f}")
+    summary = summarize(scores)
+    print(f"Mean score over {len(scores)} games: {summary['mean']:.2f} +- {summary['std']:.2f}")
     if is_atari(env_name):
         sticky = args.sticky or sticky_probability(env_name)
         print(f"Protocol (no-op starts up to {args.noop_max}, sticky {sticky:g}, "

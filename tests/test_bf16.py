@@ -1,6 +1,7 @@
 """--precision bf16: the learner's update in bfloat16 agrees with float32 on a real Pong batch
 with the real (trained) network, and the native-support check refuses a CPU without bf16."""
 import os
+import queue
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 from Agent.acer_agent import ACERAgent
 from Agent.parameters import SharedParameters
 from Agent.parameters import N_COUNTERS
+from Agent.worker import Reporter, rollout
 from NN.networks import build_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
@@ -49,16 +51,9 @@ def real_rollouts(agent, env, n: int, seed: int = 0) -> list[dict]:
     """``n`` trajectories of k steps acted by the agent's own (trained) policy in real Pong."""
     obs, _ = env.reset(seed=seed)
     agent.observe(obs, first=True)
-    trajectories = []
+    trajectories, reporter = [], Reporter(0, agent.counters, queue.SimpleQueue())
     for _ in range(n):
-        agent.begin_rollout()
-        for _ in range(agent.rollout_length):
-            action = agent.act(obs)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            agent.record(action, reward, terminated, truncated, obs)
-            if terminated or truncated:
-                obs, _ = env.reset()
-            agent.observe(obs, first=terminated or truncated)
+        obs = rollout(agent, env, obs, 1.0, reporter)   # the worker loop's own rollout
         trajectories.append(agent.replay.latest())
     return trajectories
 

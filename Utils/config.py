@@ -1,25 +1,27 @@
 """One typed run configuration: defaults, the YAML table, command-line overrides, checks.
 
-:class:`Config` holds every setting of a run. :func:`load_config` fills it from
-``training_configs.yml`` (the section for the algorithm), applies overrides
-from the command line and validates the result before any work starts. The
-merged config is stored in every checkpoint and as ``config.yml`` in the run
+:class:`Config` holds every setting of a run. Each field is declared once, with
+:func:`setting`: its default, a one-line description, its allowed range or choices, which
+algorithm reads it and where another algorithm's default differs. Everything else is derived
+from those declarations: :meth:`Config.validate`'s range checks, ``--help``'s text
+(:func:`hyperparameter_help`), :data:`DESCRIPTIONS`, :data:`RUN_KEYS`,
+:data:`HYPERPARAMETER_KEYS`, :data:`ALGO_ONLY_KEYS` and :data:`ALGO_DEFAULTS`; a test checks
+``training_configs.yml`` and the README's table against them.
+
+:func:`load_config` fills a :class:`Config` from ``training_configs.yml`` (the section for the
+algorithm), applies overrides from the command line and validates the result before any work
+starts. The merged config is stored in every checkpoint and as ``config.yml`` in the run
 folder.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 
 import yaml
 
 ALGOS = ("acer", "a3c")
-# Settings that describe the run rather than the algorithm: not read from the YAML.
-RUN_KEYS = ("env_name", "algo", "n_workers", "seed", "interval", "checkpoint_minutes",
-            "total_steps", "max_episodes",
-            "models_dir", "logs_dir", "save_replay", "max_bad_updates", "stop_on_save_error",
-            "backend", "ray_address", "precision")
 BACKENDS = ("local", "ray")
 PRECISIONS = ("fp32", "bf16")
 
@@ -28,52 +30,139 @@ class ConfigError(ValueError):
     """A setting that cannot work; the message is one line for the user."""
 
 
+def setting(default=MISSING, *, help: str, low=None, high=None, low_open: bool = False,
+            high_open: bool = False, choices: tuple | None = None, run: bool = False,
+            only: str | None = None, algo_defaults: dict | None = None, label: str = "",
+            hint: str = "", default_factory=MISSING):
+    """A :class:`Config` field with its metadata.
+
+    ``help``: one line for ``--help`` and the docs. ``low``/``high``: allowed bounds, closed
+    unless ``low_open``/``high_open``; ``choices``: the allowed values. ``run``: a setting of
+    the run (flags only), not a hyperparameter read from the YAML. ``only``: the one algorithm
+    that reads it. ``algo_defaults``: {algo: default} where an algorithm's default differs
+    from ``default``. ``label``/``hint``: words the range error adds after the flag
+    ("--k (rollout length) must ...") or after the rule ("... >= 0 (0: by time), got -1").
+    """
+    metadata = {"help": help, "low": low, "high": high, "low_open": low_open,
+                "high_open": high_open, "choices": choices, "run": run, "only": only,
+                "algo_defaults": dict(algo_defaults or {}), "label": label, "hint": hint}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def range_rule(meta) -> str:
+    """The allowed values of a field in words: 'positive', 'at least 1', 'in (0, 1]', ...
+    ('' for a field without a range)."""
+    low, high = meta.get("low"), meta.get("high")
+    if meta.get("choices"):
+        return f"one of {', '.join(meta['choices'])}"
+    if low is not None and high is not None:
+        return (f"in {'(' if meta['low_open'] else '['}{_number(low)}, "
+                f"{_number(high)}{')' if meta['high_open'] else ']'}")
+    if low is not None:
+        if meta["low_open"]:
+            return "positive" if low == 0 else f"> {_number(low)}"
+        return f"at least {low}" if isinstance(low, int) and low >= 1 else f">= {_number(low)}"
+    if high is not None:
+        return f"< {_number(high)}" if meta["high_open"] else f"<= {_number(high)}"
+    return ""
+
+
+def in_range(meta, value) -> bool:
+    """Whether ``value`` lies in the field's range or choices (True for a field without one)."""
+    if meta.get("choices"):
+        return value in meta["choices"]
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and not (value > low if meta["low_open"] else value >= low):
+        return False
+    if high is not None and not (value < high if meta["high_open"] else value <= high):
+        return False
+    return True
+
+
 @dataclass
 class Config:
-    """Every setting of a run. Hyperparameter defaults are the original's ACER table."""
-    # run
-    env_name: str = "PongNoFrameskip-v4"
-    algo: str = "acer"
-    n_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    seed: int = 123
-    interval: int = 0             # iterations between console lines and checkpoints; 0: by time
-    checkpoint_minutes: float = 5.0  # with interval 0: minutes between checkpoints
-    total_steps: int = 0          # stop after this many agent steps (0: no limit)
-    max_episodes: int = 0         # stop after this many finished games (0: no limit)
-    models_dir: str = "Models"
-    logs_dir: str = "Logs"
-    save_replay: bool = False     # also save the replay memories when the run stops
-    max_bad_updates: int = 100    # stop after this many non-finite updates in a row (0: never)
-    stop_on_save_error: bool = False  # stop the run when a checkpoint cannot be written
-    backend: str = "local"        # local: shared-memory workers; ray: actors and a parameter server
-    ray_address: str = ""         # ray: "" starts a local Ray instance; "auto" or host:port joins one
-    precision: str = "fp32"       # bf16: ACER's learner runs its image trunk in bfloat16 (faster)
-    # hyperparameters shared by both algorithms (defaults: the original's ACER table;
-    # ALGO_DEFAULTS below holds where A3C's differ)
-    lr: float = 1e-4
-    adam_eps: float = 1e-8
-    entropy_coef: float = 0.001
-    gamma: float = 0.99
-    critic_coef: float = 0.5
-    max_grad_norm: float = 40.0
-    frame_stack: int = 4
-    mlp_hidden: int = 128
-    reward_scale: float = 1.0     # training rewards are multiplied by this (Atari: after sign clipping)
+    """Every setting of a run. Hyperparameter defaults are the original's ACER table; a
+    field's ``algo_defaults`` holds where A3C's differ."""
+    # run (flags only; not read from the YAML)
+    env_name: str = setting("PongNoFrameskip-v4", run=True, help="Gymnasium id")
+    algo: str = setting("acer", run=True, choices=ALGOS, help="the algorithm: acer or a3c")
+    n_workers: int = setting(default_factory=lambda: os.cpu_count() or 1, run=True, low=1,
+                             help="worker processes (default: CPU count)")
+    seed: int = setting(123, run=True, help="random seed")
+    interval: int = setting(0, run=True, low=0, hint="0: by time",
+                            help="iterations between console lines and checkpoints; 0: by time")
+    checkpoint_minutes: float = setting(5.0, run=True, low=0, low_open=True,
+                                        help="with interval 0: minutes between checkpoints")
+    total_steps: int = setting(0, run=True, low=0,
+                               help="stop after this many agent steps (0: no limit)")
+    max_episodes: int = setting(0, run=True, low=0,
+                                help="stop after this many finished games (0: no limit)")
+    models_dir: str = setting("Models", run=True, help="where runs are saved")
+    logs_dir: str = setting("Logs", run=True, help="where TensorBoard logs go")
+    save_replay: bool = setting(False, run=True, only="acer",
+                                help="also save the replay memories when the run stops")
+    max_bad_updates: int = setting(100, run=True, low=0,
+                                   help="stop after this many non-finite updates in a row (0: never)")
+    stop_on_save_error: bool = setting(False, run=True,
+                                       help="stop the run when a checkpoint cannot be written")
+    backend: str = setting("local", run=True, choices=BACKENDS,
+                           help="local: shared-memory workers; ray: actors and a parameter server")
+    ray_address: str = setting("", run=True,
+                               help='ray: "" starts a local Ray instance; "auto" or host:port joins one')
+    precision: str = setting("fp32", run=True, choices=PRECISIONS,
+                             help="bf16: ACER's learner runs its image trunk in bfloat16 (faster)")
+    # hyperparameters shared by both algorithms
+    lr: float = setting(1e-4, low=0, low_open=True, help="Adam learning rate")
+    adam_eps: float = setting(1e-8, low=0, low_open=True, help="Adam epsilon")
+    entropy_coef: float = setting(0.001, low=0, algo_defaults={"a3c": 0.01},
+                                  help="weight of the policy's entropy bonus")
+    gamma: float = setting(0.99, low=0, high=1, help="discount factor")
+    critic_coef: float = setting(0.5, low=0, help="weight of the critic's (Q or V) loss")
+    max_grad_norm: float = setting(40.0, low=0, low_open=True,
+                                   help="gradients are clipped to this global norm")
+    frame_stack: int = setting(4, low=1, help="observations stacked per state (Atari)")
+    mlp_hidden: int = setting(128, low=1, help="width of the MLP trunk for vector observations")
+    reward_scale: float = setting(1.0, low=0, low_open=True,
+                                  help="training rewards are multiplied by this (Atari: after "
+                                       "sign clipping)")
     # ACER only (training_configs.yml: acer)
-    k: int = 20
-    total_memory_size: int = 600_000
-    c: float = 10.0
-    delta: float = 1.0
-    trust_region: bool = True
-    replay_ratio: float = 4.0
-    polyak: float = 0.01
-    policy_std: float = 0.3       # continuous ACER: the Gaussian policy's fixed std, in half-widths of the action box
-    sdn_samples: int = 5          # continuous ACER: actions u_j ~ f drawn for the SDN critic's mean advantage
+    k: int = setting(20, only="acer", low=1, label="rollout length",
+                     help="acer: rollout length (steps per on-policy update)")
+    total_memory_size: int = setting(600_000, only="acer",
+                                     help="acer: replay transitions in total, split evenly over "
+                                          "the workers")
+    c: float = setting(10.0, only="acer", low=0, low_open=True,
+                       help="acer: truncation of the importance weights rho")
+    delta: float = setting(1.0, only="acer", low=0, low_open=True,
+                           help="acer: trust-region constraint on the KL to the average policy")
+    trust_region: bool = setting(True, only="acer",
+                                 help="acer: use the trust region (true/false, yes/no, on/off, 1/0)")
+    replay_ratio: float = setting(4.0, only="acer", low=0,
+                                  help="acer: mean of the Poisson number of replayed updates per "
+                                       "on-policy update")
+    polyak: float = setting(0.01, only="acer", low=0, high=1, low_open=True,
+                            help="acer: weight of the global network in the average network's "
+                                 "update")
+    policy_std: float = setting(0.3, only="acer", low=0, low_open=True,
+                                help="continuous acer: the Gaussian policy's std, in half-widths "
+                                     "of the action box")
+    sdn_samples: int = setting(5, only="acer", low=1,
+                               help="continuous acer: action samples for the SDN critic's mean "
+                                    "advantage")
     # A3C only (training_configs.yml: a3c)
-    recurrent: bool = True          # LSTM policy (the original's); false: the paper's feed-forward net
-    total_update_period: int = 80   # recurrent: each worker's rollout is this // n_workers steps
-    t_max: int = 5                  # feed-forward: rollout length (the A3C paper's t_max)
-    hidden_size: int = 256          # LSTM cell (recurrent) or fc layer (feed-forward) width
+    recurrent: bool = setting(True, only="a3c",
+                              help="a3c: LSTM policy (the original's); false: the paper's "
+                                   "feed-forward net")
+    total_update_period: int = setting(80, only="a3c", low=1,
+                                       help="recurrent a3c: rollout steps summed over the workers")
+    t_max: int = setting(5, only="a3c", low=1, help="feed-forward a3c: rollout length")
+    hidden_size: int = setting(256, only="a3c", low=1, help="a3c: LSTM cell or fc layer width")
 
     def replay_capacity(self) -> int:
         """Trajectories each worker's replay holds: total // (n_workers * k), as in the original."""
@@ -89,47 +178,16 @@ class Config:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first setting out of range."""
-        checks = [
-            (self.algo in ALGOS, f"--algo must be one of {', '.join(ALGOS)}, got '{self.algo}'"),
-            (self.backend in BACKENDS,
-             f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'"),
-            (self.precision in PRECISIONS,
-             f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
-            (self.precision == "fp32" or self.algo == "acer",
-             f"--precision bf16 is for --algo acer only: A3C's update is about a third of its "
-             f"step and measured 1.2x faster in bfloat16, about 6% in all; use --precision fp32"),
-            (self.n_workers >= 1, f"--n_workers must be at least 1, got {self.n_workers}"),
-            (self.interval >= 0, f"--interval must be >= 0 (0: by time), got {self.interval}"),
-            (self.checkpoint_minutes > 0,
-             f"--checkpoint_minutes must be positive, got {self.checkpoint_minutes}"),
-            (self.total_steps >= 0, f"--total_steps must be >= 0, got {self.total_steps}"),
-            (self.max_episodes >= 0, f"--max_episodes must be >= 0, got {self.max_episodes}"),
-            (self.max_bad_updates >= 0, f"--max_bad_updates must be >= 0, got {self.max_bad_updates}"),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (self.adam_eps > 0, f"--adam_eps must be positive, got {self.adam_eps}"),
-            (self.entropy_coef >= 0, f"--entropy_coef must be >= 0, got {self.entropy_coef}"),
-            (0 <= self.gamma <= 1, f"--gamma must be in [0, 1], got {self.gamma}"),
-            (self.k >= 1, f"--k (rollout length) must be at least 1, got {self.k}"),
-            (self.c > 0, f"--c must be positive, got {self.c}"),
-            (self.delta > 0, f"--delta must be positive, got {self.delta}"),
-            (self.replay_ratio >= 0, f"--replay_ratio must be >= 0, got {self.replay_ratio}"),
-            (0 < self.polyak <= 1, f"--polyak must be in (0, 1], got {self.polyak}"),
-            (self.critic_coef >= 0, f"--critic_coef must be >= 0, got {self.critic_coef}"),
-            (self.max_grad_norm > 0, f"--max_grad_norm must be positive, got {self.max_grad_norm}"),
-            (self.frame_stack >= 1, f"--frame_stack must be at least 1, got {self.frame_stack}"),
-            (self.mlp_hidden >= 1, f"--mlp_hidden must be at least 1, got {self.mlp_hidden}"),
-            (self.total_update_period >= 1,
-             f"--total_update_period must be at least 1, got {self.total_update_period}"),
-            (self.t_max >= 1, f"--t_max must be at least 1, got {self.t_max}"),
-            (self.hidden_size >= 1, f"--hidden_size must be at least 1, got {self.hidden_size}"),
-            (self.reward_scale > 0, f"--reward_scale must be positive, got {self.reward_scale}"),
-            (self.policy_std > 0, f"--policy_std must be positive, got {self.policy_std}"),
-            (self.sdn_samples >= 1, f"--sdn_samples must be at least 1, got {self.sdn_samples}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        """Raise :class:`ConfigError` naming the first setting out of range: each field's
+        declared range or choices, then the checks that involve several fields."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not in_range(f.metadata, value):
+                raise ConfigError(range_error(f.name, value))
+        if self.precision == "bf16" and self.algo != "acer":
+            raise ConfigError("--precision bf16 is for --algo acer only: A3C's update is about a "
+                              "third of its step and measured 1.2x faster in bfloat16, about 6% "
+                              "in all; use --precision fp32")
         if self.algo == "a3c" and self.recurrent and self.rollout_length() < 1:
             raise ConfigError(f"--total_update_period {self.total_update_period} is smaller than "
                               f"--n_workers {self.n_workers}: each worker's rollout would be empty")
@@ -139,15 +197,30 @@ class Config:
                               f"least one trajectory (>= {self.n_workers * self.k})")
 
 
-HYPERPARAMETER_KEYS = tuple(f.name for f in fields(Config) if f.name not in RUN_KEYS)
+FIELDS = {f.name: f for f in fields(Config)}
+
+
+def range_error(key: str, value) -> str:
+    """The one-line error for ``key`` = ``value`` outside its declared range or choices."""
+    meta = FIELDS[key].metadata
+    flag = f"--{key} ({meta['label']})" if meta.get("label") else f"--{key}"
+    hint = f" ({meta['hint']})" if meta.get("hint") else ""
+    shown = f"'{value}'" if meta.get("choices") else value
+    return f"{flag} must be {range_rule(meta)}{hint}, got {shown}"
+
+
+# Settings that describe the run rather than the algorithm: not read from the YAML.
+RUN_KEYS = tuple(name for name, f in FIELDS.items() if f.metadata["run"])
+HYPERPARAMETER_KEYS = tuple(name for name in FIELDS if name not in RUN_KEYS)
 # Keys that only one algorithm reads; every other hyperparameter is shared.
-ALGO_ONLY_KEYS = {
-    "acer": ("k", "total_memory_size", "c", "delta", "trust_region", "replay_ratio", "polyak",
-             "save_replay", "policy_std", "sdn_samples"),
-    "a3c": ("recurrent", "total_update_period", "t_max", "hidden_size"),
-}
+ALGO_ONLY_KEYS = {algo: tuple(name for name, f in FIELDS.items() if f.metadata["only"] == algo)
+                  for algo in ALGOS}
 # Where an algorithm's default differs from the dataclass default (the original's A3C table).
-ALGO_DEFAULTS = {"acer": {}, "a3c": {"entropy_coef": 0.01}}
+ALGO_DEFAULTS = {algo: {name: f.metadata["algo_defaults"][algo] for name, f in FIELDS.items()
+                        if algo in f.metadata["algo_defaults"]}
+                 for algo in ALGOS}
+# One line per setting, for --help (defaults are appended from the dataclass).
+DESCRIPTIONS = {name: f.metadata["help"] for name, f in FIELDS.items()}
 
 
 def algo_keys(algo: str) -> tuple[str, ...]:
@@ -172,7 +245,7 @@ def continuous_section(algo: str) -> str:
 
 def read_yaml_section(path: str, algo: str, section_name: str | None = None) -> dict:
     """The ``section_name`` section (default: ``algo``'s) of a config YAML, checked for unknown
-    keys and for settings ``algo`` does not read and converted to their types."""
+    sections and keys and for settings ``algo`` does not read and converted to their types."""
     try:
         with open(path) as fh:
             table = yaml.safe_load(fh)
@@ -181,6 +254,11 @@ def read_yaml_section(path: str, algo: str, section_name: str | None = None) -> 
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     name = section_name or algo
+    if isinstance(table, dict):
+        known = ALGOS + tuple(continuous_section(a) for a in ALGOS)
+        for top in table:
+            if top not in known:
+                raise ConfigError(f"unknown section '{top}' in {path} (sections: {', '.join(known)})")
     if not isinstance(table, dict) or not isinstance(table.get(name), dict):
         raise ConfigError(f"config file {path} has no '{name}:' section")
     section = table[name]
@@ -284,36 +362,12 @@ def save_config(config: Config, path: str) -> None:
         yaml.safe_dump(config.to_dict(), fh, sort_keys=False)
 
 
-# One line per hyperparameter, for --help (defaults are appended from the dataclass).
-DESCRIPTIONS = {
-    "lr": "Adam learning rate",
-    "adam_eps": "Adam epsilon",
-    "entropy_coef": "weight of the policy's entropy bonus",
-    "gamma": "discount factor",
-    "critic_coef": "weight of the critic's (Q or V) loss",
-    "max_grad_norm": "gradients are clipped to this global norm",
-    "frame_stack": "observations stacked per state (Atari)",
-    "mlp_hidden": "width of the MLP trunk for vector observations",
-    "reward_scale": "training rewards are multiplied by this (Atari: after sign clipping)",
-    "k": "acer: rollout length (steps per on-policy update)",
-    "total_memory_size": "acer: replay transitions in total, split evenly over the workers",
-    "c": "acer: truncation of the importance weights rho",
-    "delta": "acer: trust-region constraint on the KL to the average policy",
-    "trust_region": "acer: use the trust region (true/false, yes/no, 1/0)",
-    "replay_ratio": "acer: mean of the Poisson number of replayed updates per on-policy update",
-    "polyak": "acer: weight of the global network in the average network's update",
-    "policy_std": "continuous acer: the Gaussian policy's std, in half-widths of the action box",
-    "sdn_samples": "continuous acer: action samples for the SDN critic's mean advantage",
-    "total_update_period": "recurrent a3c: rollout steps summed over the workers",
-    "t_max": "feed-forward a3c: rollout length",
-    "hidden_size": "a3c: LSTM cell or fc layer width",
-}
-
-
 def hyperparameter_help(key: str) -> str:
-    """``--help`` text for a hyperparameter: its description and default (per algorithm)."""
-    default = getattr(Config(), key)
-    text = f"{DESCRIPTIONS.get(key, key)} (default {default}"
+    """``--help`` text for a setting: its description, allowed range and default (per algorithm)."""
+    meta = FIELDS[key].metadata
+    rule = range_rule(meta)
+    text = DESCRIPTIONS[key] + (f"; {rule}" if rule else "")
+    text += f" (default {getattr(Config(), key)}"
     for algo, values in ALGO_DEFAULTS.items():
         if key in values:
             text += f"; {algo}: {values[key]}"

@@ -74,11 +74,11 @@ class ACERAgent:
         return int(torch.multinomial(self._mu, 1))
 
     def record(self, action: int, reward: float, terminated: bool, truncated: bool, next_obs) -> None:
-        truncation_value = 0.0
-        if truncated and not terminated:
-            truncation_value = self.value(next_obs)
+        # A time-limit cut keeps the final observation: updates bootstrap from V(x_final)
+        # under the weights they use (Pardo et al. 2018), as Algorithm 2 does with V(x_k).
+        final_frame = self._newest(next_obs) if truncated and not terminated else None
         self.replay.add_transition(action, reward, terminated or truncated, self._mu.numpy(),
-                                   truncation_value)
+                                   final_frame)
 
     def observe(self, obs, first: bool) -> None:
         """The observation the next step starts from (``first``: a new episode's)."""
@@ -105,16 +105,18 @@ class ACERAgent:
 
     def load_state_dict(self, state: dict, obs) -> None:
         if "replay" in state:
-            self.replay.load_state_dict(state["replay"])
+            self.replay.load_state_dict(state["replay"], gamma=self.cfg.gamma)
         else:  # the replay starts afresh from the current observation
             self.observe(obs, first=True)
 
     # -- learning --
-    @torch.no_grad()
-    def value(self, obs) -> float:
-        """V(x) = sum_a f(a|x) Q(x, a) under the local network."""
-        logits, q = self.local_net(torch.from_numpy(np.asarray(obs)).unsqueeze(0))
-        return float((torch.softmax(logits, -1) * q).sum())
+    def rewards_with_truncations(self, trajectory: dict[str, np.ndarray], final_values) -> torch.Tensor:
+        """r_i, and r_i + gamma * V(x_final) where a time limit cut the episode after step i
+        (stored as done, so Q_ret restarts there from this target)."""
+        rewards = torch.from_numpy(trajectory["rewards"]).clone()
+        if len(trajectory["final_states"]):
+            rewards[torch.from_numpy(trajectory["truncated"])] += self.cfg.gamma * final_values()
+        return rewards
 
     def update(self, trajectory: dict[str, np.ndarray], sync: bool = True) -> dict[str, float] | None:
         """One ACER update of the shared network on ``trajectory`` (first syncing the local
@@ -132,13 +134,12 @@ class ACERAgent:
         states = torch.from_numpy(trajectory["states"])
         if self.channels_last:
             states = states.contiguous(memory_format=torch.channels_last)
-        # A time-limit truncation is a done whose target bootstraps from V(final observation),
-        # stored at acting time: r_i + gamma * V(x_final) instead of r_i (Pardo et al. 2018).
-        rewards = torch.from_numpy(trajectory["rewards"] + cfg.gamma * trajectory["truncation_values"])
         logits, q = self.local_net(states, bf16_trunk=self.bf16)
         with torch.no_grad():
             average_logits, _ = self.params.average_net(states[:-1], bf16_trunk=self.bf16)
             bootstrap_value = (torch.softmax(logits[-1], -1) * q[-1]).sum()
+            rewards = self.rewards_with_truncations(
+                trajectory, lambda: self.values(torch.from_numpy(trajectory["final_states"])))
         loss, stats = acer_loss(
             logits[:-1], q[:-1], average_logits,
             torch.from_numpy(trajectory["actions"]), rewards,
@@ -147,6 +148,13 @@ class ACERAgent:
             entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef,
             trust_region=cfg.trust_region)
         return loss, stats
+
+    def values(self, states: torch.Tensor) -> torch.Tensor:
+        """V(x) = sum_a f(a|x) Q(x, a) under the local network, for a batch of states."""
+        if self.channels_last:
+            states = states.contiguous(memory_format=torch.channels_last)
+        logits, q = self.local_net(states, bf16_trunk=self.bf16)
+        return (torch.softmax(logits, -1) * q).sum(-1)
 
 
 class ContinuousACERAgent(ACERAgent):
@@ -166,10 +174,9 @@ class ContinuousACERAgent(ACERAgent):
         self._mu = torch.cat([mean[0], std[0]])
         return action.numpy()
 
-    @torch.no_grad()
-    def value(self, obs) -> float:
-        """V(x) from the SDN critic."""
-        return float(self.local_net.value(torch.from_numpy(np.asarray(obs)).unsqueeze(0))[0])
+    def values(self, states: torch.Tensor) -> torch.Tensor:
+        """V(x) from the SDN critic, for a batch of states."""
+        return self.local_net.value(states)
 
     def update(self, trajectory: dict[str, np.ndarray], sync: bool = True) -> dict[str, float] | None:
         """One continuous ACER update of the shared network on ``trajectory``."""
@@ -177,7 +184,6 @@ class ContinuousACERAgent(ACERAgent):
         if sync:
             self.sync()
         states = torch.from_numpy(trajectory["states"])
-        rewards = torch.from_numpy(trajectory["rewards"] + cfg.gamma * trajectory["truncation_values"])
         actions = torch.from_numpy(trajectory["actions"])
         mus = torch.from_numpy(trajectory["mus"])
         d = actions.shape[-1]
@@ -185,6 +191,8 @@ class ContinuousACERAgent(ACERAgent):
         with torch.no_grad():
             average_mean, _ = self.params.average_net.policy(states[:-1])
             bootstrap_value = net.value(states[-1:])[0]
+            rewards = self.rewards_with_truncations(
+                trajectory, lambda: self.values(torch.from_numpy(trajectory["final_states"])))
             m, s = mean.detach(), std.detach()
             actions_prime = m + s * torch.randn_like(m)                              # a'_i ~ f
             samples = m.unsqueeze(1) + s.unsqueeze(1) * torch.randn(m.shape[0], cfg.sdn_samples, d)

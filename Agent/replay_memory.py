@@ -3,8 +3,9 @@
 The worker writes a stream: the newest frame of each state it acts on
 (:meth:`ReplayMemory.add_frame`, flagged when it starts an episode), then the
 transition taken from it (:meth:`ReplayMemory.add_transition`: action, clipped
-reward, done, behaviour policy mu, and V of the final observation when a time
-limit cut the episode). Rollouts are ``k`` steps long, so
+reward, done, behaviour policy mu, and the final observation's newest frame when a
+time limit cut the episode, so that the update can bootstrap from V(x_final) under
+the network it is computed with). Rollouts are ``k`` steps long, so
 trajectory ``n`` is the steps ``n*k .. n*k+k-1`` plus the bootstrap state at
 step ``(n+1)*k``, which is also the first state of trajectory ``n+1``.
 
@@ -44,7 +45,10 @@ class ReplayMemory:
         self.rewards = np.zeros(self.size, dtype=np.float32)
         self.dones = np.zeros(self.size, dtype=bool)
         self.mus = np.zeros((self.size, mu_width), dtype=np.float32)
-        self.truncation_values = np.zeros(self.size, dtype=np.float32)
+        self.truncated = np.zeros(self.size, dtype=bool)
+        # Newest frame of the final observation of each time-limit truncation, by stream step
+        # (rare: one per cut episode), dropped when the ring overwrites that step.
+        self.final_frames: dict[int, np.ndarray] = {}
         self.n_frames = 0        # frames written (the step index of the next frame)
         self.n_transitions = 0   # transitions written
 
@@ -58,20 +62,26 @@ class ReplayMemory:
         self.n_frames += 1
 
     def add_transition(self, action, reward: float, done: bool, mu: np.ndarray,
-                       truncation_value: float = 0.0) -> None:
+                       final_frame: np.ndarray | None = None) -> None:
         """Store what was done from the last added state.
 
-        ``truncation_value`` is V of the final observation when the episode was cut
-        by a time limit (``done`` but not terminal), else 0.
+        ``final_frame``: the newest frame of the final observation when a time limit cut the
+        episode (``done`` but not terminal); None otherwise.
         """
         if self.n_transitions != self.n_frames - 1:
             raise RuntimeError("add_transition needs the state's frame first")
-        slot = self.n_transitions % self.size
+        if final_frame is not None and not done:
+            raise ValueError("a time-limit truncation ends the episode: done must be True")
+        step = self.n_transitions
+        slot = step % self.size
         self.actions[slot] = action
         self.rewards[slot] = reward
         self.dones[slot] = done
         self.mus[slot] = mu
-        self.truncation_values[slot] = truncation_value
+        self.truncated[slot] = final_frame is not None
+        self.final_frames.pop(step - self.size, None)  # the step this slot held before
+        if final_frame is not None:
+            self.final_frames[step] = np.array(final_frame, dtype=self.frames.dtype)
         self.n_transitions += 1
 
     def _range(self) -> tuple[int, int]:
@@ -95,17 +105,28 @@ class ReplayMemory:
         episode_start = starts.max(axis=1, keepdims=True)                  # latest reset in window
         return self.frames[np.maximum(window, episode_start) % self.size]
 
+    def final_states(self, steps: np.ndarray) -> np.ndarray:
+        """The final observations of the time-limit truncations at stream ``steps``: the
+        state's stack shifted by one frame, ending with the stored final frame."""
+        steps = np.asarray(steps, dtype=np.int64)
+        finals = self.final_frames_of([int(t) for t in steps])
+        if self.stack == 1:
+            return finals
+        return np.concatenate([self.stacks(steps)[:, 1:], finals[:, None]], axis=1)
+
     def trajectory(self, n: int) -> dict[str, np.ndarray]:
         """Trajectory ``n``: ``states`` [k+1, ...] (x_0..x_k), ``actions``, ``rewards``,
-        ``dones``, ``truncation_values`` [k] and ``mus`` [k, A]."""
+        ``dones``, ``truncated`` [k], ``mus`` [k, A] and ``final_states`` [m, ...], the final
+        observations of the m steps where a time limit cut the episode, in step order."""
         lo, hi = self._range()
         if not lo <= n <= hi:
             raise IndexError(f"trajectory {n} is not in memory (have {lo}..{hi})")
         steps = n * self.k + np.arange(self.k + 1)
         slots = steps[:-1] % self.size
+        truncated = self.truncated[slots]
         return {"states": self.stacks(steps), "actions": self.actions[slots],
                 "rewards": self.rewards[slots], "dones": self.dones[slots], "mus": self.mus[slots],
-                "truncation_values": self.truncation_values[slots]}
+                "truncated": truncated, "final_states": self.final_states(steps[:-1][truncated])}
 
     def latest(self) -> dict[str, np.ndarray]:
         """The most recently completed trajectory."""
@@ -118,26 +139,53 @@ class ReplayMemory:
             raise IndexError("replay memory holds no complete trajectory")
         return self.trajectory(int(rng.integers(lo, hi + 1)))
 
-    _ARRAYS = ("frames", "first", "actions", "rewards", "dones", "mus", "truncation_values")
+    _ARRAYS = ("frames", "first", "actions", "rewards", "dones", "mus", "truncated")
 
     def state_dict(self) -> dict:
         """The stored steps (only the slots written so far) as tensors, plus the counters."""
         import torch
         used = min(self.n_frames, self.size)
+        steps = sorted(self.final_frames)
+        finals = self.final_frames_of(steps)
         return {"n_frames": self.n_frames, "n_transitions": self.n_transitions, "size": self.size,
-                **{name: torch.from_numpy(getattr(self, name)[:used].copy()) for name in self._ARRAYS}}
+                **{name: torch.from_numpy(getattr(self, name)[:used].copy()) for name in self._ARRAYS},
+                "final_steps": torch.tensor(steps, dtype=torch.int64),
+                "final_frames": torch.from_numpy(finals)}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Refill from :meth:`state_dict` of a memory with the same shape."""
+    def final_frames_of(self, steps: list[int]) -> np.ndarray:
+        """The stored final frames of the truncations at ``steps``, stacked."""
+        if not steps:
+            return np.zeros((0, *self.frame_shape), dtype=self.frames.dtype)
+        return np.stack([self.final_frames[t] for t in steps])
+
+    def load_state_dict(self, state: dict, gamma: float | None = None) -> None:
+        """Refill from :meth:`state_dict` of a memory with the same shape.
+
+        A replay saved before truncations kept their final frames holds instead
+        ``truncation_values``, V(x_final) from acting time: those steps stay terminal with
+        ``r + gamma * V`` folded into their reward (``gamma`` is needed then), which is what
+        that version trained on."""
         if state["size"] != self.size:
             raise ValueError(f"saved replay has {state['size']} slots, this one {self.size}")
+        legacy_values = state.get("truncation_values")
+        if legacy_values is not None and bool(legacy_values.any()) and gamma is None:
+            raise ValueError("this saved replay stores truncation values: pass gamma")
         for name in self._ARRAYS:
-            values = state[name].numpy()
-            getattr(self, name)[:len(values)] = values
+            if name in state:
+                values = state[name].numpy()
+                getattr(self, name)[:len(values)] = values
+        if "truncated" not in state:
+            self.truncated[:] = False
+        if legacy_values is not None and bool(legacy_values.any()):
+            values = legacy_values.numpy()
+            self.rewards[:len(values)] += np.float32(gamma) * values
+        steps, frames = state.get("final_steps"), state.get("final_frames")
+        self.final_frames = {} if steps is None else {
+            int(t): f for t, f in zip(steps.tolist(), frames.numpy())}
         self.n_frames, self.n_transitions = int(state["n_frames"]), int(state["n_transitions"])
 
     def nbytes_per_transition(self) -> float:
         """Bytes the ring holds per step, all arrays counted."""
         total = sum(a.nbytes for a in (self.frames, self.first, self.actions, self.rewards,
-                                       self.dones, self.mus, self.truncation_values))
+                                       self.dones, self.mus, self.truncated))
         return total / self.size

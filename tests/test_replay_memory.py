@@ -66,13 +66,15 @@ def test_vector_observations_and_capacity_accounting():
         memory.add_frame(np.array([t, -t], np.float32), first=(t == 0))
         if len(memory) == 0 and t >= 4:
             raise AssertionError("a complete trajectory must be available")
-        truncated = t == 38  # a time limit cut the episode here: V(final obs) is kept
-        memory.add_transition(t % 2, 1.0, truncated, np.array([0.5, 0.5]), 7.5 if truncated else 0.0)
+        truncated = t == 38  # a time limit cut the episode here: the final observation is kept
+        memory.add_transition(t % 2, 1.0, truncated, np.array([0.5, 0.5]),
+                              np.array([99, -99], np.float32) if truncated else None)
     memory.add_frame(np.array([40, -40], np.float32), first=False)
     assert len(memory) == 3
     traj = memory.latest()
     assert traj["states"][:, 0].tolist() == list(range(36, 41))
-    assert traj["truncation_values"].tolist() == [0.0, 0.0, 7.5, 0.0]
+    assert traj["truncated"].tolist() == [False, False, True, False]
+    assert traj["final_states"].tolist() == [[99.0, -99.0]]
     assert traj["dones"].tolist() == [False, False, True, False]
     with pytest.raises(RuntimeError):
         memory.add_frame(np.zeros(2), first=False)  # a frame needs a transition in between

@@ -10,9 +10,10 @@ server in place of shared memory.
   weights), ``step`` sends a gradient without waiting for it to be applied. Calls from one
   worker reach the server in order, so its next pull sees its own last update, as in the
   Hogwild path, while other workers' updates land whenever they arrive.
-* The driver (:class:`RayTrainer`, the main process) logs, saves checkpoints and stops the run
-  exactly like the local trainer; before each save it copies the server's state into its own
-  networks, so a checkpoint is the same file whichever backend wrote it.
+* The driver (the main process) runs the local trainer's own supervision loop
+  (:class:`Agent.trainer.Trainer`: logging, checkpoints, stopping) over :class:`RayBackend`;
+  before each save it copies the server's state into its own networks, so a checkpoint is the
+  same file whichever backend wrote it. :class:`RayTrainer` is that trainer with this backend.
 
 Weights and gradients travel as one flat float32 NumPy vector each: Ray moves NumPy arrays
 through its object store without pickling them, where a torch tensor of 4 MB took 1.8 s
@@ -28,9 +29,8 @@ import numpy as np
 import torch
 
 from Agent.parameters import SharedParameters
-from Agent.trainer import JOIN_TIMEOUT_S, Trainer, WorkerFailed
-from Agent.parameters import ITERATIONS
-from Agent.worker import run_worker
+from Agent.trainer import JOIN_TIMEOUT_S, Snapshot, Trainer, copy_shared_state, worker_state_path
+from Agent.worker import run_worker, save_worker_state
 from NN.networks import build_network
 from NN.shared_adam import SharedAdam
 
@@ -222,119 +222,133 @@ def _actor_classes():
     return (ray.remote(num_cpus=0)(ParameterServer), ray.remote(num_cpus=1)(RayWorker))
 
 
-class RayTrainer(Trainer):
-    """The local trainer's logging, checkpoints and stopping, with Ray actors as workers."""
+def _connect(cfg):
+    import ray
+    runtime_env = {"env_vars": {"PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}}
+    ray.init(address=cfg.ray_address or None, runtime_env=runtime_env, include_dashboard=False,
+             logging_level="ERROR", log_to_driver=True)
+    return ray
 
-    def _connect(self):
-        import ray
-        runtime_env = {"env_vars": {"PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}}
-        address = self.cfg.ray_address or None
-        ray.init(address=address, runtime_env=runtime_env, include_dashboard=False,
-                 logging_level="ERROR", log_to_driver=True)
-        return ray
 
-    def _pull_server_state(self, ray, server) -> None:
-        """Copy the server's weights and Adam state into this process's networks (the ones
-        :meth:`checkpoint_state` reads)."""
-        state = ray.get(server.state.remote())
-        self.global_net.load_state_dict(_torch_state(state["model"]))
-        if self.average_net is not None:
-            self.average_net.load_state_dict(_torch_state(state["average"]))
-        self.optimizer.load_state_dict(_torch_adam(state["optimizer"]))
+class _Notes(list):
+    """Messages the driver adds for a worker, taken as a worker's queue takes them (``put``)."""
 
-    def _drain_server(self, ray, server) -> None:
-        messages, table, step, received = ray.get(server.drain.remote())
-        self.counters.copy_(torch.from_numpy(table))
-        self.optimizer.step_count.fill_(step)
-        self.received = received
-        for message in messages:
-            self._handle(message)
+    def put(self, message) -> None:
+        self.append(message)
 
-    def save(self) -> bool:
-        if getattr(self, "_server", None) is not None:
-            self._pull_server_state(self._ray, self._server)
-        return super().save()
 
-    def train(self) -> dict:
-        """Run the worker actors until a budget is spent; return the final counters."""
-        cfg = self.cfg
-        ray = self._ray = self._connect()
+class RayBackend:
+    """The :class:`Agent.trainer.Backend` of ``--backend ray``: a parameter-server actor and one
+    actor per worker. The trainer's networks, Adam and counter table are the driver's copies:
+    the counters and the optimizer's step come in with every :meth:`next_messages`, the
+    weights and moments with every :meth:`snapshot`. Workers return their own state when they
+    stop, and this driver writes it to ``worker_<i>.pth``."""
+
+    join_timeout_s = JOIN_TIMEOUT_S * 2
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.ray = self.server = None
+        self.workers: list = []
+        self.runs: list = []         # one ObjectRef per worker: its run's result
+        self.pending: list = []      # the runs still going
+        self.failures: list[str] = []
+        self.notes = _Notes()      # messages from this driver (a worker state it could not write)
+        self.received = np.zeros(trainer.cfg.n_workers, dtype=np.int64)
+
+    def start(self) -> None:
+        t, cfg = self.trainer, self.trainer.cfg
+        self.ray = _connect(cfg)
         server_class, worker_class = _actor_classes()
-        self._server = server = server_class.remote(
-            cfg.algo, self.obs_shape, self.n_actions, cfg.to_dict(), self.action_bounds,
-            _numpy_state(self.global_net.state_dict()),
-            _numpy_state(self.average_net.state_dict()) if self.average_net is not None else None,
-            _numpy_adam(self.optimizer.state_dict()),
-            self.counters.numpy().copy())
-        self.received = np.zeros(cfg.n_workers, dtype=np.int64)
-        workers = [worker_class.options(name=None).remote() for _ in range(cfg.n_workers)]
-        runs = [w.run.remote(i, cfg, server, self.obs_shape, self.n_actions, self.action_bounds,
-                             self.counters.numpy().copy(), self._worker_resume_state(i))
-                for i, w in enumerate(workers)]
-        failure, states = None, [None] * cfg.n_workers
-        try:
-            pending = list(runs)
-            while pending:
-                self._drain_server(ray, server)
-                self._check_updates()
-                if self._budget_spent():
-                    break
-                done, pending = ray.wait(pending, timeout=0.2)
-                for ref in done:
-                    states[runs.index(ref)] = self._result(ray, ref, runs.index(ref))
-        except WorkerFailed as err:
-            failure = err
-        finally:
+        self.server = server_class.remote(
+            cfg.algo, t.obs_shape, t.n_actions, cfg.to_dict(), t.action_bounds,
+            _numpy_state(t.global_net.state_dict()),
+            _numpy_state(t.average_net.state_dict()) if t.average_net is not None else None,
+            _numpy_adam(t.optimizer.state_dict()),
+            t.counters.numpy().copy())
+        self.workers = [worker_class.options(name=None).remote() for _ in range(cfg.n_workers)]
+        self.runs = [w.run.remote(i, cfg, self.server, t.obs_shape, t.n_actions, t.action_bounds,
+                                  t.counters.numpy().copy(), t.worker_resume_state(i))
+                     for i, w in enumerate(self.workers)]
+        self.pending = list(self.runs)
+
+    def next_messages(self, timeout: float) -> list[tuple]:
+        if self.server is None:
+            return []
+        if self.pending:
+            self.ray.wait(self.pending, timeout=timeout)
+            self._collect_finished()
+        messages, table, step, self.received = self.ray.get(self.server.drain.remote())
+        self.trainer.counters.copy_(torch.from_numpy(table))
+        self.trainer.optimizer.step_count.fill_(step)
+        notes, self.notes = self.notes, _Notes()
+        return notes + messages
+
+    def running(self) -> bool:
+        self._collect_finished()
+        return bool(self.pending)
+
+    def dead_worker(self) -> str | None:
+        return self.failures[0] if self.failures else None
+
+    def _collect_finished(self) -> None:
+        """Take the results of the runs that ended: write a worker's returned state to its
+        ``worker_<i>.pth``, or note how it failed."""
+        if not self.pending:
+            return
+        ready, self.pending = self.ray.wait(self.pending, num_returns=len(self.pending), timeout=0)
+        for ref in ready:
+            worker_id = self.runs.index(ref)
             try:
-                ray.get(server.stop.remote())
-                ready, _ = ray.wait(runs, num_returns=len(runs), timeout=JOIN_TIMEOUT_S * 2)
-                for ref in ready:
-                    try:
-                        states[runs.index(ref)] = self._result(ray, ref, runs.index(ref))
-                    except WorkerFailed as err:
-                        failure = failure or err
-                self._drain_server(ray, server)
-            except WorkerFailed as err:
-                failure = failure or err
-            for i, state in enumerate(states):
+                state = self.ray.get(ref)
+            except self.ray.exceptions.RayTaskError as err:
+                self.failures.append(f"worker {worker_id} failed:\n{err}")
+            except self.ray.exceptions.RayActorError as err:
+                self.failures.append(f"worker {worker_id} died: {err}")
+            else:
                 if state is not None:
-                    self._save_worker_state(i, state)
-            try:
-                self.save()
-            except WorkerFailed as err:
-                failure = failure or err
-            self._server = None
-            for actor in workers + [server]:
-                ray.kill(actor)
-            ray.shutdown()
-            self.logger.close()
-        return self.finish(failure)
+                    save_worker_state(state, worker_state_path(self.trainer.run_dir, worker_id),
+                                      self.notes, worker_id)
 
-    def _result(self, ray, ref, worker_id: int):
-        try:
-            return ray.get(ref)
-        except ray.exceptions.RayTaskError as err:
-            raise WorkerFailed(f"worker {worker_id} failed:\n{err}") from None
-        except ray.exceptions.RayActorError as err:
-            raise WorkerFailed(f"worker {worker_id} died: {err}") from None
+    def snapshot(self) -> Snapshot:
+        """The server's weights and Adam state, copied into the driver's networks first (so a
+        checkpoint is the same file whichever backend wrote it)."""
+        t = self.trainer
+        if self.server is not None:
+            state = self.ray.get(self.server.state.remote())
+            t.global_net.load_state_dict(_torch_state(state["model"]))
+            if t.average_net is not None:
+                t.average_net.load_state_dict(_torch_state(state["average"]))
+            t.optimizer.load_state_dict(_torch_adam(state["optimizer"]))
+        return copy_shared_state(t)
 
-    def _worker_resume_state(self, worker_id: int) -> dict | None:
-        """The worker's saved state, when it matches the checkpoint (as in the local backend)."""
-        from Utils.checkpoint import CheckpointError, load_checkpoint
-        path = os.path.join(self.run_dir, f"worker_{worker_id}.pth")
-        if not (self.resumed and os.path.exists(path)):
-            return None
-        try:
-            saved = load_checkpoint(path)
-        except CheckpointError:
-            return None
-        return saved if saved.get("iteration") == int(self.counters[worker_id, ITERATIONS]) else None
+    def stop(self) -> None:
+        if self.server is not None:
+            self.ray.get(self.server.stop.remote())
 
-    def _save_worker_state(self, worker_id: int, state: dict) -> None:
-        from Utils.checkpoint import save_checkpoint
-        path = os.path.join(self.run_dir, f"worker_{worker_id}.pth")
-        try:
-            save_checkpoint(state, path)
-        except OSError as err:
-            print(f"warning: worker {worker_id}: state not saved to {path}: {err.strerror or err}")
+    def kill(self) -> None:
+        for actor in self.workers:
+            self.ray.kill(actor)
 
+    def join(self) -> None:
+        """End the worker actors whose runs are still going (their states are not saved)."""
+        if self.pending:
+            for ref in self.pending:
+                self.ray.kill(self.workers[self.runs.index(ref)])
+            self.pending = []
+
+    def close(self) -> None:
+        if self.ray is None:
+            return
+        for actor in self.workers + ([self.server] if self.server is not None else []):
+            self.ray.kill(actor)
+        self.server = None
+        self.ray.shutdown()
+
+
+class RayTrainer(Trainer):
+    """The trainer (one supervision loop: logging, checkpoints, stopping) with Ray actors as
+    workers."""
+
+    def _make_backend(self) -> RayBackend:
+        return RayBackend(self)

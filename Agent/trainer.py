@@ -1,10 +1,15 @@
-"""Training run: shared networks and optimizer, worker processes, supervision, checkpoints.
+"""Training run: shared networks and optimizer, workers, supervision, checkpoints.
 
-The main process builds the global network (and, for ACER, the average
-network) in shared memory and the shared Adam, spawns ``n_workers`` processes (spawn start method, one torch
-thread each), and then only listens: it logs what workers report, saves a
-checkpoint every ``interval`` iterations, stops the workers when a budget is
-reached, and reports a worker that fails with its id and traceback.
+The main process builds the global network (and, for ACER, the average network) and the
+shared Adam, starts ``n_workers`` workers through a :class:`Backend`, and then only listens:
+it logs what workers report, saves a checkpoint every ``interval`` iterations, stops the
+workers when a budget is reached, and reports a worker that fails with its id and traceback.
+:class:`Trainer` is that one supervision loop (start, supervise, stop); the backends only run
+the workers: :class:`LocalBackend` spawns processes on this machine that share the tensors in
+shared memory (spawn start method, one torch thread each), and Ray's ``RayBackend``
+(``Agent/ray_backend.py``) runs them as actors around a parameter server.
+:meth:`Trainer.worker_resume_state` is the one rule for resuming a worker from its own
+``worker_<i>.pth``, the same for both backends.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import queue as queue_module
 import signal
 import sys
 import time
+from typing import NamedTuple, Protocol
 
 import gymnasium as gym
 import psutil
@@ -26,7 +32,7 @@ from NN.networks import build_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import box_bounds, make_env
 from Utils.checkpoint import (BEST_NAME, CHECKPOINT_NAME, FORMAT_VERSION, WEIGHT_KEYS, CheckpointError,
-                              load_checkpoint, save_checkpoint)
+                              load_checkpoint, read_worker_state, save_checkpoint)
 from Utils.config import Config
 from Utils.logger import RunLogger
 
@@ -101,8 +107,160 @@ def start_ignoring_interrupts(workers) -> None:
             signal.signal(sig, handler)
 
 
+def worker_state_path(run_dir: str, worker_id: int) -> str:
+    """Where worker ``worker_id`` keeps its own state between a stop and a resume."""
+    return os.path.join(run_dir, f"worker_{worker_id}.pth")
+
+
+class Snapshot(NamedTuple):
+    """What a checkpoint records of the run's global state, copied between two updates."""
+
+    model: dict            # the global network's weights
+    optimizer: dict        # the shared Adam's state (SharedAdam.state_dict)
+    average: dict | None   # ACER's average network, else None
+    counters: dict         # Trainer.counter_totals()
+
+
+class Backend(Protocol):
+    """Where a run's workers execute: :class:`LocalBackend` (processes on this machine) or Ray's
+    ``RayBackend``. :class:`Trainer` drives either one the same way: ``start``, then
+    ``next_messages`` and ``dead_worker`` until a budget is spent or no worker is ``running``,
+    then ``stop``, ``next_messages`` until they ended or ``join_timeout_s`` passed, ``join``,
+    a last ``next_messages``, the final ``snapshot`` (the checkpoint), and ``close``.
+
+    A backend keeps the trainer's ``counters`` table and ``optimizer.step_count`` current: the
+    local workers write them in shared memory; Ray's are copied in with each ``next_messages``.
+    Messages are the tuples workers send (``started``, ``episode``, ``life``, ``iteration``,
+    ``warning``, ``error``; see :meth:`Trainer._handle`)."""
+
+    join_timeout_s: float   # how long a stopping run waits for its workers before ending them
+
+    def start(self) -> None:
+        """Start the workers; each resumes from the state :meth:`Trainer.worker_resume_state`
+        gives it, or starts afresh."""
+
+    def next_messages(self, timeout: float) -> list[tuple]:
+        """The workers' messages since the last call, waiting up to ``timeout`` s for some."""
+
+    def running(self) -> bool:
+        """Whether a worker is still running."""
+
+    def dead_worker(self) -> str | None:
+        """How a worker that failed or died ended ('worker 1 died with exit code -9 ...'), or None."""
+
+    def snapshot(self) -> Snapshot:
+        """The global weights, Adam state and counters, for a checkpoint."""
+
+    def stop(self) -> None:
+        """Ask the workers to stop; each saves its own state as it stops."""
+
+    def kill(self) -> None:
+        """End the workers now (a second Ctrl-C while stopping)."""
+
+    def join(self) -> None:
+        """End the workers still running after the wait."""
+
+    def close(self) -> None:
+        """Release what the backend holds, after the final checkpoint."""
+
+
+def copy_shared_state(trainer: "Trainer") -> Snapshot:
+    """Copies of the trainer's shared weights and Adam state, taken between two updates, and
+    its counters.
+
+    The copy is taken under the optimizer's lock, so weights and moments belong to the same
+    step. Checking the shared tensors while a worker writes them is not safe: torch's
+    ``isfinite(x)`` is ``(x == x) & (x.abs() != inf)``, which reads ``x`` twice and calls
+    a value that changed in between non-finite (measured: 9 false alarms in 2,000 checks
+    of 1.7M weights under a stepping worker; none on a copy). A worker killed while holding
+    the lock would block the final save, so after a wait the copy is taken without it."""
+    optimizer = trainer.optimizer
+    locked = optimizer.lock.acquire(timeout=LOCK_TIMEOUT_S)
+    try:
+        model = {k: v.detach().clone() for k, v in trainer.global_net.state_dict().items()}
+        adam = optimizer.state_dict()
+    finally:
+        if locked:
+            optimizer.lock.release()
+    average = trainer.average_net.state_dict() if trainer.average_net is not None else None
+    return Snapshot(model, adam, average, trainer.counter_totals())
+
+
+class LocalBackend:
+    """The workers as processes on this machine (:func:`Agent.worker.worker_entry`), holding
+    the trainer's networks, Adam and counter table in shared memory: the trainer's own tensors
+    are always the live ones."""
+
+    join_timeout_s = JOIN_TIMEOUT_S
+
+    def __init__(self, trainer: "Trainer"):
+        self.trainer = trainer
+        self.queue = self.stop_event = None
+        self.processes: list = []
+
+    def start(self) -> None:
+        """Spawn the worker processes, one intra-op thread each. In a resumed run each reads its
+        own ``worker_<i>.pth`` by :func:`Utils.checkpoint.read_worker_state`'s rule (a warning
+        arrives as a message)."""
+        t = self.trainer
+        ctx = torch.multiprocessing.get_context("spawn")
+        self.queue, self.stop_event = ctx.Queue(), ctx.Event()
+        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
+        torch.set_num_threads(1)  # this process only logs and saves; the cores are the workers'
+        self.processes = [
+            ctx.Process(target=worker_entry, name=f"worker-{i}", daemon=True,
+                        args=(i, t.cfg, t.global_net, t.average_net, t.optimizer, t.counters,
+                              self.stop_event, self.queue, worker_state_path(t.run_dir, i),
+                              t.resumed, os.getpid()))
+            for i in range(t.cfg.n_workers)]
+        start_ignoring_interrupts(self.processes)
+
+    def next_messages(self, timeout: float) -> list[tuple]:
+        messages = []
+        if self.queue is None:
+            return messages
+        try:
+            messages.append(self.queue.get(timeout=timeout))
+            while True:
+                messages.append(self.queue.get_nowait())
+        except queue_module.Empty:
+            pass
+        return messages
+
+    def running(self) -> bool:
+        return any(w.is_alive() for w in self.processes)
+
+    def dead_worker(self) -> str | None:
+        for i, w in enumerate(self.processes):
+            if w.exitcode not in (None, 0):
+                return f"worker {i} died with exit code {w.exitcode}{_signal_name(w.exitcode)}"
+        return None
+
+    def snapshot(self) -> Snapshot:
+        return copy_shared_state(self.trainer)
+
+    def stop(self) -> None:
+        if self.stop_event is not None:
+            self.stop_event.set()
+
+    def kill(self) -> None:
+        for w in self.processes:
+            if w.is_alive():
+                w.kill()
+
+    def join(self) -> None:
+        for w in self.processes:
+            if w.is_alive():
+                w.terminate()
+            w.join(timeout=2.0)
+
+    def close(self) -> None:
+        pass
+
+
 class Trainer:
-    """Owns the shared state of a run and the worker processes."""
+    """Owns the shared state of a run and supervises its workers, which a :class:`Backend`
+    runs (:class:`LocalBackend` here; Ray's ``RayTrainer`` only changes the backend)."""
 
     def __init__(self, cfg: Config, run_dir: str, log_dir: str, resume_state: dict | None = None,
                  spec: tuple | None = None):
@@ -138,6 +296,10 @@ class Trainer:
         self.last_save_time = time.time()
         self.resumed = resume_state is not None
         self.best_reward = self._best_so_far()
+        self.backend: Backend = self._make_backend()
+
+    def _make_backend(self) -> Backend:
+        return LocalBackend(self)
 
     def _best_so_far(self) -> float | None:
         """The running reward ``best.pth`` was written at (a resumed run continues from it)."""
@@ -162,26 +324,22 @@ class Trainer:
             elif values:  # worker count changed: keep the totals on worker 0
                 self.counters[0, col] = sum(values)
 
+    def worker_resume_state(self, worker_id: int) -> dict | None:
+        """The saved state (``worker_<i>.pth``) that worker ``worker_id`` continues from, or None
+        when it starts afresh, by :func:`Utils.checkpoint.read_worker_state`'s rule (a warning
+        goes to the console). Ray's workers get it from here; a local worker process applies
+        the same function itself, so that the file is read once, in the process that uses it."""
+        if not self.resumed:
+            return None
+        state, warning = read_worker_state(worker_state_path(self.run_dir, worker_id),
+                                           int(self.counters[worker_id, ITERATIONS]), self.cfg.algo)
+        if warning:
+            self._handle(("warning", worker_id, warning))
+        return state
+
     @property
     def global_steps(self) -> int:
         return int(self.counters[:, STEPS].sum())
-
-    def _snapshot_weights(self) -> tuple[dict, dict]:
-        """Copies of the shared weights and Adam state, taken between two updates.
-
-        The copy is taken under the optimizer's lock, so weights and moments belong to the same
-        step. Checking the shared tensors while a worker writes them is not safe: torch's
-        ``isfinite(x)`` is ``(x == x) & (x.abs() != inf)``, which reads ``x`` twice and calls
-        a value that changed in between non-finite (measured: 9 false alarms in 2,000 checks
-        of 1.7M weights under a stepping worker; none on a copy). A worker killed while holding
-        the lock would block the final save, so after a wait the copy is taken without it."""
-        locked = self.optimizer.lock.acquire(timeout=LOCK_TIMEOUT_S)
-        try:
-            model = {k: v.detach().clone() for k, v in self.global_net.state_dict().items()}
-            return model, self.optimizer.state_dict()
-        finally:
-            if locked:
-                self.optimizer.lock.release()
 
     def counter_totals(self) -> dict:
         """The run's counters as plain numbers: steps, episodes, iterations and updates per worker."""
@@ -195,17 +353,17 @@ class Trainer:
 
     def checkpoint_state(self) -> dict:
         """Everything needed to continue or play this run, as plain tensors and numbers."""
-        model, optimizer = self._snapshot_weights()
+        snapshot = self.backend.snapshot()
         state = {
             "format_version": FORMAT_VERSION, "algo": self.cfg.algo, "env_name": self.cfg.env_name,
             "obs_shape": list(self.obs_shape), "n_actions": self.n_actions,
             "network_kind": self.global_net.kind, "config": self.cfg.to_dict(),
-            "counters": self.counter_totals(),
+            "counters": snapshot.counters,
             "logger": self.logger.state(),
-            "model": model, "optimizer": optimizer,
+            "model": snapshot.model, "optimizer": snapshot.optimizer,
         }
-        if self.average_net is not None:
-            state["average_model"] = self.average_net.state_dict()
+        if snapshot.average is not None:
+            state["average_model"] = snapshot.average
         if self.action_bounds is not None:
             state["action_low"], state["action_high"] = map(list, self.action_bounds)
         return state
@@ -316,83 +474,74 @@ class Trainer:
                     f"skipped in all). The weights are those of the last good update; check the "
                     f"environment's rewards and observations, or lower --lr")
 
-    def _drain(self, q, timeout: float) -> None:
-        try:
-            self._handle(q.get(timeout=timeout))
-            while True:
-                self._handle(q.get_nowait())
-        except queue_module.Empty:
-            pass
+    def _handle_all(self, messages: list[tuple]) -> None:
+        """Handle every message; then raise the first :class:`WorkerFailed` one of them raised."""
+        failures: list[WorkerFailed] = []
+        for message in messages:
+            self._collect(failures, self._handle, message)
+        if failures:
+            raise failures[0]
+
+    def _handle_messages(self, timeout: float) -> None:
+        self._handle_all(self.backend.next_messages(timeout))
 
     def train(self) -> dict:
         """Run the workers until a budget is spent; return the final counters."""
-        ctx = torch.multiprocessing.get_context("spawn")
-        q, stop_event = ctx.Queue(), ctx.Event()
-        workers = self._worker_processes(ctx, q, stop_event)
         failure = None
         try:
-            start_ignoring_interrupts(workers)
-            self._supervise(q, workers)
+            self.backend.start()
+            self._supervise()
         except WorkerFailed as err:
             failure = err
         finally:
-            stopping_failure = self._stop(q, stop_event, workers)
+            stopping_failure = self._stop()
             failure = failure or stopping_failure
         return self.finish(failure)
 
-    def _worker_processes(self, ctx, q, stop_event) -> list:
-        """The worker processes (not started), one intra-op thread each."""
-        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
-        torch.set_num_threads(1)  # this process only logs and saves; the cores are the workers'
-        return [ctx.Process(target=worker_entry, name=f"worker-{i}", daemon=True,
-                            args=(i, self.cfg, self.global_net, self.average_net, self.optimizer,
-                                  self.counters, stop_event, q,
-                                  os.path.join(self.run_dir, f"worker_{i}.pth"), self.resumed,
-                                  os.getpid()))
-                for i in range(self.cfg.n_workers)]
-
-    def _supervise(self, q, workers) -> None:
+    def _supervise(self) -> None:
         """Handle the workers' messages until a budget is spent or they all stopped; raise
         :class:`WorkerFailed` for a worker that died or a run that must stop."""
+        backend = self.backend
         while True:
-            self._drain(q, timeout=0.2)
+            self._handle_messages(timeout=0.2)
             self._check_updates()
-            if self._budget_spent() or not any(w.is_alive() for w in workers):
+            dead = backend.dead_worker()
+            if dead:
+                self._handle_messages(timeout=0.5)  # its traceback, if it sent one, comes first
+                raise WorkerFailed(dead)
+            if self._budget_spent() or not backend.running():
                 return
-            for i, w in enumerate(workers):
-                if w.exitcode not in (None, 0):
-                    self._drain(q, timeout=0.5)  # collect its traceback if it sent one
-                    raise WorkerFailed(f"worker {i} died with exit code {w.exitcode}"
-                                       f"{_signal_name(w.exitcode)}")
 
-    def _stop(self, q, stop_event, workers) -> WorkerFailed | None:
+    def _stop(self) -> WorkerFailed | None:
         """Stop the workers (their final states are saved by themselves), write the final
         checkpoint and best weights, close the logs; the first failure met on the way, if any.
 
         A second Ctrl-C (or SIGTERM) while stopping kills the workers instead of waiting for
         them, then saves as usual (about a second); further signals are ignored."""
+        backend = self.backend
+
         def hurry(signum, frame):
-            for w in workers:
-                if w.is_alive():
-                    w.kill()
+            backend.kill()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_IGN)
         previous = {sig: signal.signal(sig, hurry) for sig in (signal.SIGINT, signal.SIGTERM)}
         failures: list[WorkerFailed] = []
-        stop_event.set()
-        deadline = time.time() + JOIN_TIMEOUT_S
-        while any(w.is_alive() for w in workers) and time.time() < deadline:
-            # keep draining: a worker cannot exit while its queue buffer is full
-            self._collect(failures, self._drain, q, 0.1)
-        for w in workers:
-            if w.is_alive():
-                w.terminate()
-            w.join(timeout=2.0)
-        self._collect(failures, self._drain, q, 0.05)
-        self._collect(failures, self._final_save)
-        self.logger.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        try:
+            backend.stop()
+            deadline = time.time() + backend.join_timeout_s
+            while backend.running() and time.time() < deadline:
+                # keep draining: a worker cannot exit while its queue buffer is full
+                self._collect(failures, self._handle_messages, 0.1)
+            backend.join()
+            self._collect(failures, self._handle_messages, 0.05)
+            self._collect(failures, self._final_save)
+        finally:
+            try:
+                backend.close()
+            finally:
+                self.logger.close()
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         return failures[0] if failures else None
 
     def _final_save(self) -> None:

@@ -29,7 +29,7 @@ import torch
 from Agent.parameters import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS,  # noqa: F401
                               UPDATES, SharedParameters)
 from Utils.atari_wrappers import env_state, make_env, restore_env_state
-from Utils.checkpoint import load_checkpoint, save_checkpoint
+from Utils.checkpoint import read_worker_state, save_checkpoint
 
 class Agent(Protocol):
     """What the worker loop drives (``ACERAgent``, ``ContinuousACERAgent``, ``A3CAgent``)."""
@@ -187,8 +187,8 @@ def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counte
     It lives here, not beside the trainer, so that a spawned worker imports only what it
     runs (not the main process's logging stack).
 
-    With ``resume``, the worker's saved state at ``state_path`` is used when it was
-    written at the iteration the run's checkpoint recorded for this worker. ``main_pid`` is
+    With ``resume``, the worker continues from its saved state at ``state_path`` by
+    :func:`Utils.checkpoint.read_worker_state`'s rule (the same as Ray's). ``main_pid`` is
     the process that started this worker: when it is gone, the worker stops.
     """
     # Ctrl-C reaches the whole process group: only the main process handles it (and SIGTERM),
@@ -199,10 +199,11 @@ def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counte
     torch.set_num_threads(1)
     try:
         resume_state = None
-        if resume and os.path.exists(state_path):
-            saved = load_checkpoint(state_path)
-            if saved.get("iteration") == int(counters[worker_id, ITERATIONS]):
-                resume_state = saved
+        if resume:
+            resume_state, warning = read_worker_state(
+                state_path, int(counters[worker_id, ITERATIONS]), cfg.algo)
+            if warning:
+                queue.put(("warning", worker_id, warning))
         params = SharedParameters(global_net, average_net, optimizer, cfg.polyak)
         run_worker(worker_id, cfg, params, counters, stop_event, queue, state_path, resume_state,
                    main_pid)

@@ -133,6 +133,29 @@ WEIGHT_KEYS = ("format_version", "algo", "env_name", "obs_shape", "n_actions", "
                "config", "counters", "model", "action_low", "action_high")
 
 
+def read_worker_state(path: str, iteration: int, algo: str) -> tuple[dict | None, str | None]:
+    """The one rule for resuming a worker from its ``worker_<i>.pth``, on either backend:
+    ``(state, None)`` to continue from it, or ``(None, warning)`` to start afresh (a new seed
+    drawn from the run's seed, the worker id and its iteration count; a new environment and
+    game; an empty replay, or A3C's zero LSTM state).
+
+    * no file (a new run, or none was written): afresh, ``warning`` None;
+    * a file written at another iteration than ``iteration``, the one the run's checkpoint
+      recorded for this worker (the run crashed, or the file is older): afresh, None;
+    * a file that cannot be read (truncated, corrupt, not a checkpoint): afresh, with a
+      one-line warning naming the file; the run goes on, and the worker writes a good file
+      when it stops.
+    """
+    if not os.path.exists(path):
+        return None, None
+    try:
+        saved = load_checkpoint(path)
+    except CheckpointError as err:
+        fresh = "new seed and environment" + (", empty replay" if algo == "acer" else "")
+        return None, f"{err}; the worker starts afresh ({fresh})"
+    return (saved if saved.get("iteration") == iteration else None), None
+
+
 def game_name(env_name: str) -> str:
     """Short game name for file names: PongNoFrameskip-v4 -> Pong, ALE/Pong-v5 -> Pong,
     CartPole-v1 -> CartPole."""

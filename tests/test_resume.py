@@ -107,3 +107,42 @@ def test_exact_resume_is_bit_identical(tmp_path, main_cli, algo, env_name, extra
     assert a["optimizer"]["step"] == b["optimizer"]["step"]
     for moment in ("exp_avg", "exp_avg_sq"):
         assert all(torch.equal(x, y) for x, y in zip(a["optimizer"][moment], b["optimizer"][moment]))
+
+
+def _ray_missing() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("ray") is None
+
+
+@pytest.mark.parametrize("backend", [
+    "local",
+    pytest.param("ray", marks=pytest.mark.skipif(
+        _ray_missing(), reason="Ray is optional: pip install -r requirements-ray.txt")),
+])
+def test_resume_with_a_damaged_worker_state_starts_that_worker_afresh(tmp_path, main_cli,
+                                                                      monkeypatch, backend):
+    """The documented rule (Trainer.worker_resume_state, README "After a crash"), the same on
+    both backends: an unreadable worker_<i>.pth gives one warning naming it, that worker starts
+    afresh, the run goes on to its budget and the worker writes a good file when it stops."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    common = ["--do_train", "--backend", backend, "--env_name", "CartPole-v1", "--n_workers", "1",
+              "--seed", "3", "--interval", "10"]
+    first = main_cli(common + ["--total_steps", "200"], tmp_path, timeout=600)
+    assert first.returncode == 0, first.stderr
+    (run,) = glob.glob(str(tmp_path / "Models" / "*"))
+    state_file = os.path.join(run, "worker_0.pth")
+    before = load_checkpoint(os.path.join(run, "checkpoint.pth"))["counters"]
+    assert load_checkpoint(state_file)["iteration"] == before["worker_iterations"][0] > 0
+    with open(state_file, "r+b") as fh:                      # damaged: cut in the middle
+        fh.truncate(os.path.getsize(state_file) // 2)
+
+    resumed = main_cli(common + ["--resume", run, "--total_steps", "400"], tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if "worker_0.pth" in line]
+    assert warnings == [f"warning: worker 0: {state_file} is not a readable checkpoint (not a "
+                        "PyTorch zip archive); the worker starts afresh (new seed and "
+                        "environment, empty replay)"], resumed.stderr
+    after = load_checkpoint(os.path.join(run, "checkpoint.pth"))["counters"]
+    assert after["global_steps"] >= 400 and after["worker_iterations"][0] > before["worker_iterations"][0]
+    assert after["optimizer_steps"] == sum(after["worker_updates"]) > before["optimizer_steps"]
+    assert load_checkpoint(state_file)["iteration"] == after["worker_iterations"][0]   # whole again

@@ -326,15 +326,16 @@ MAIN_BYTES = int(0.25 * 2**30)
 def replay_bytes_per_transition(obs_shape: tuple[int, ...], itemsize: int, n_actions: int,
                                 frame_stack: int, continuous: bool = False) -> int:
     """What ACER's replay stores per step: the newest frame of an image stack (or the whole
-    vector observation, as float32), action, reward, done, episode start, mu and a truncation
-    value. Continuous actions: ``n_actions`` floats per action, twice that for mu."""
+    vector observation, as float32), action, reward, done, episode start, mu and a time-limit
+    flag (the rare cut episodes' final frames are not counted). Continuous actions:
+    ``n_actions`` floats per action, twice that for mu."""
     image = len(obs_shape) == 3
     frame = obs_shape[1:] if image else obs_shape
     n = 1
     for d in frame:
         n *= int(d)
     action, mu = (4 * n_actions, 8 * n_actions) if continuous else (8, 4 * n_actions)
-    return n * (itemsize if image else 4) + action + 4 + 1 + 1 + mu + 4
+    return n * (itemsize if image else 4) + action + 4 + 1 + 1 + mu + 1
 
 
 def check_memory(cfg: Config, obs_shape: tuple[int, ...], n_actions: int, itemsize: int,

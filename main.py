@@ -26,8 +26,9 @@ PLAY_FLAGS = ("weights", "episodes", "noop_max", "sticky", "max_frames", "greedy
 # flags that only training reads (hyperparameters are added from the config)
 TRAIN_FLAGS = ("interval", "checkpoint_minutes", "train_from_scratch", "resume", "recurrent",
                "n_workers", "total_steps", "max_episodes", "config", "save_replay",
-               "max_bad_updates", "stop_on_save_error", "backend", "ray_address", "precision",
-               "logs_dir", "run_name")
+               "max_bad_updates", "stop_on_save_error", "backend", "ray_address", "ray_mode",
+               "sync_every", "max_policy_lag", "learner_device", "precision", "logs_dir",
+               "run_name")
 
 
 class Parser(argparse.ArgumentParser):
@@ -82,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "parameter server; pip install -r requirements-ray.txt)")
     p.add_argument("--ray_address", default=None,
                    help="ray: 'auto' or host:port joins a running cluster (default: start a local one)")
+    p.add_argument("--ray_mode", default=None,
+                   help="ray: hogwild (default: the worker loop against a parameter server) or "
+                        "actor_learner (actors ship rollouts to one learner; ACER, discrete actions)")
+    p.add_argument("--sync_every", type=int, default=None, metavar="N",
+                   help=f"actor_learner: actors pull the learner's weights every N rollouts "
+                        f"(default {defaults.sync_every})")
+    p.add_argument("--max_policy_lag", type=int, default=None, metavar="UPDATES",
+                   help="actor_learner: an actor whose last rollout lagged the learner by more "
+                        "than this many updates pulls weights at once (default 0: no limit)")
+    p.add_argument("--learner_device", default=None,
+                   help="actor_learner: cpu (default) or cuda, where the learner runs")
     p.add_argument("--precision", default=None, choices=["fp32", "bf16"],
                    help="acer training on images: bf16 runs the learner's trunk in bfloat16 on CPUs "
                         "with native bf16 (default fp32; a resumed run keeps its own)")
@@ -384,10 +396,15 @@ def prepare_training(args):
         if problem:
             fail(problem)
         check_memory(cfg, *spec)
+        if args.ray_mode is not None and cfg.backend != "ray":
+            fail(f"--ray_mode is a setting of --backend ray; this run uses --backend {cfg.backend}")
         trainer_class = Trainer
         if cfg.backend == "ray":
             try:
-                from Agent.ray_backend import RayTrainer as trainer_class
+                if cfg.ray_mode == "actor_learner":
+                    from Agent.actor_learner import ActorLearnerTrainer as trainer_class
+                else:
+                    from Agent.ray_backend import RayTrainer as trainer_class
             except ImportError:
                 fail("--backend ray needs Ray: pip install -r requirements-ray.txt")
         trainer = trainer_class(cfg, run_dir, log_dir, resume_state, spec=spec)

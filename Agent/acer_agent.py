@@ -42,6 +42,9 @@ class ACERAgent:
             self.local_net = self.local_net.to(memory_format=torch.channels_last)
         self.local_params = list(self.local_net.parameters())
         self.counters, self.worker_id = counters, worker_id
+        # Where updates compute: the CPU, except for the actor-learner mode's learner on a GPU
+        # (Agent/actor_learner.py moves the networks there and sets this).
+        self.device = torch.device("cpu")
         self.rollout_length = cfg.k
         obs_shape = env.observation_space.shape
         # Image observations are stacks; the replay stores each frame once (the newest).
@@ -110,12 +113,17 @@ class ACERAgent:
             self.observe(obs, first=True)
 
     # -- learning --
+    def tensor(self, array: np.ndarray) -> torch.Tensor:
+        """``array`` as a tensor on the update's device (on the CPU: the array's own memory)."""
+        tensor = torch.from_numpy(array)
+        return tensor if self.device.type == "cpu" else tensor.to(self.device)
+
     def rewards_with_truncations(self, trajectory: dict[str, np.ndarray], final_values) -> torch.Tensor:
         """r_i, and r_i + gamma * V(x_final) where a time limit cut the episode after step i
         (stored as done, so Q_ret restarts there from this target)."""
-        rewards = torch.from_numpy(trajectory["rewards"]).clone()
+        rewards = self.tensor(trajectory["rewards"]).clone()
         if len(trajectory["final_states"]):
-            rewards[torch.from_numpy(trajectory["truncated"])] += self.cfg.gamma * final_values()
+            rewards[self.tensor(trajectory["truncated"])] += self.cfg.gamma * final_values()
         return rewards
 
     def update(self, trajectory: dict[str, np.ndarray], sync: bool = True) -> dict[str, float] | None:
@@ -131,7 +139,7 @@ class ACERAgent:
     def loss(self, trajectory: dict[str, np.ndarray]) -> tuple[torch.Tensor, dict]:
         """ACER's loss on ``trajectory`` under the local network, and its statistics."""
         cfg = self.cfg
-        states = torch.from_numpy(trajectory["states"])
+        states = self.tensor(trajectory["states"])
         if self.channels_last:
             states = states.contiguous(memory_format=torch.channels_last)
         logits, q = self.local_net(states, bf16_trunk=self.bf16)
@@ -139,11 +147,11 @@ class ACERAgent:
             average_logits, _ = self.params.average_net(states[:-1], bf16_trunk=self.bf16)
             bootstrap_value = (torch.softmax(logits[-1], -1) * q[-1]).sum()
             rewards = self.rewards_with_truncations(
-                trajectory, lambda: self.values(torch.from_numpy(trajectory["final_states"])))
+                trajectory, lambda: self.values(self.tensor(trajectory["final_states"])))
         loss, stats = acer_loss(
             logits[:-1], q[:-1], average_logits,
-            torch.from_numpy(trajectory["actions"]), rewards,
-            torch.from_numpy(trajectory["dones"]), torch.from_numpy(trajectory["mus"]),
+            self.tensor(trajectory["actions"]), rewards,
+            self.tensor(trajectory["dones"]), self.tensor(trajectory["mus"]),
             bootstrap_value, gamma=cfg.gamma, c=cfg.c, delta=cfg.delta,
             entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef,
             trust_region=cfg.trust_region)

@@ -84,6 +84,26 @@ class ReplayMemory:
             self.final_frames[step] = np.array(final_frame, dtype=self.frames.dtype)
         self.n_transitions += 1
 
+    def restart_stream(self, frame: np.ndarray) -> None:
+        """The source of the stream restarted with a new episode (an actor that died and came
+        back with a fresh environment) while the state last added has no transition yet.
+
+        The episode it belonged to was cut there: its last transition becomes a truncation
+        whose final observation is that state (as a time-limit cut stores it: done, flagged,
+        its newest frame kept), so updates bootstrap it from V(x_final); then ``frame``, a
+        new episode's first, takes that state's place."""
+        if self.n_frames != self.n_transitions + 1:
+            raise RuntimeError("restart_stream needs a state without a transition")
+        self.n_frames -= 1
+        cut = self.n_transitions - 1
+        if cut >= 0 and not self.dones[cut % self.size]:
+            slot = cut % self.size
+            self.final_frames[cut] = np.array(self.frames[self.n_frames % self.size],
+                                              dtype=self.frames.dtype)
+            self.dones[slot] = True
+            self.truncated[slot] = True
+        self.add_frame(frame, first=True)
+
     def _range(self) -> tuple[int, int]:
         """Indices [lo, hi] of the complete trajectories still in memory."""
         hi = (self.n_frames - 1) // self.k - 1

@@ -59,7 +59,8 @@ class SharedAdam:
             self.step_count += 1
             t = int(self.step_count)
             if _HAS_FUSED_ADAM:
-                step = torch.tensor(float(t))
+                # on the parameters' device, as torch.optim.Adam(fused=True) keeps its step
+                step = torch.tensor(float(t), device=self.params[0].device)
                 torch._fused_adam_(self.params, grads, self.exp_avg, self.exp_avg_sq, [],
                                    [step] * len(self.params), amsgrad=False, lr=self.lr,
                                    beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps,

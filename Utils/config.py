@@ -23,6 +23,8 @@ import yaml
 
 ALGOS = ("acer", "a3c")
 BACKENDS = ("local", "ray")
+RAY_MODES = ("hogwild", "actor_learner")
+LEARNER_DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -115,6 +117,17 @@ class Config:
                            help="local: shared-memory workers; ray: actors and a parameter server")
     ray_address: str = setting("", run=True,
                                help='ray: "" starts a local Ray instance; "auto" or host:port joins one')
+    ray_mode: str = setting("hogwild", run=True, choices=RAY_MODES,
+                            help="ray: hogwild (workers and a parameter server) or actor_learner "
+                                 "(actors ship rollouts to one learner; acer, discrete actions)")
+    sync_every: int = setting(4, run=True, only="acer", low=1,
+                              help="actor_learner: actors pull the learner's weights every this "
+                                   "many rollouts")
+    max_policy_lag: int = setting(0, run=True, only="acer", low=0, hint="0: no limit",
+                                  help="actor_learner: an actor whose last rollout lagged the "
+                                       "learner by more updates pulls weights at once (0: no limit)")
+    learner_device: str = setting("cpu", run=True, only="acer", choices=LEARNER_DEVICES,
+                                  help="actor_learner: where the learner's networks and Adam live")
     precision: str = setting("fp32", run=True, choices=PRECISIONS,
                              help="bf16: ACER's learner runs its image trunk in bfloat16 (faster)")
     # hyperparameters shared by both algorithms
@@ -188,6 +201,9 @@ class Config:
             raise ConfigError("--precision bf16 is for --algo acer only: A3C's update is about a "
                               "third of its step and measured 1.2x faster in bfloat16, about 6% "
                               "in all; use --precision fp32")
+        if self.backend == "ray" and self.ray_mode == "actor_learner" and self.algo != "acer":
+            raise ConfigError(f"--ray_mode actor_learner runs --algo acer only; --algo "
+                              f"{self.algo} runs with --ray_mode hogwild")
         if self.algo == "a3c" and self.recurrent and self.rollout_length() < 1:
             raise ConfigError(f"--total_update_period {self.total_update_period} is smaller than "
                               f"--n_workers {self.n_workers}: each worker's rollout would be empty")

@@ -33,6 +33,14 @@ and the cost of one update through the parameter server is measured on its own: 
 moved (weights pulled, average weights pulled for ACER, gradient pushed) and the round-trip
 time of a pull and of a push with the real network.
 
+With ``--backend actor_learner`` (``main.py --backend ray --ray_mode actor_learner``, a local
+Ray instance) the run's closing summary gives what moved: the serialized bytes of the
+rollouts the actors sent and of the weights they pulled, per agent step; the learner's
+updates per second and its busy time per update; the actors' time per step; the policy lag.
+Beside it, the bytes per agent step of today's Ray mode (``hogwild``) follow from one update's
+pull and push (measured as above) times ACER's expected (1 + replay_ratio) / k updates per
+step, and the ratio of the two is printed.
+
 The last lines read like: ``acer 2 workers: 190.3 steps/s (min 180.1, max 201.7)``.
 """
 from __future__ import annotations
@@ -53,6 +61,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 STEPS = re.compile(r"Steps: (\d+)")
 STARTED = re.compile(r"first environment step ([\d.]+) s after launch")
+SUMMARY = re.compile(r"bytes per agent step (\d+) \(rollouts (\d+), weights (\d+)\); learner (\d+) "
+                     r"updates in ([\d.]+) s \(([\d.]+)/s\), busy ([\d.]+) s \(([\d.]+) ms per "
+                     r"update\); actor ([\d.]+) ms per step; policy lag mean ([\d.]+), max (\d+)")
+SUMMARY_KEYS = ("bytes_per_step", "rollout_bytes_per_step", "weight_bytes_per_step", "updates",
+                "wall_s", "updates_per_s", "busy_s", "update_ms", "actor_step_ms", "lag_mean",
+                "lag_max")
+BACKEND_FLAGS = {"local": ["--backend", "local"], "ray": ["--backend", "ray"],
+                 "actor_learner": ["--backend", "ray", "--ray_mode", "actor_learner"]}
 
 from Agent.parameters import SharedParameters  # noqa: E402
 from Agent.parameters import N_COUNTERS  # noqa: E402
@@ -200,7 +216,7 @@ def measure(algo: str, env_name: str, n_workers: int, seconds: float, warmup: fl
     cmd = [sys.executable, os.path.join(ROOT, "main.py"), "--do_train", "--algo", algo,
            "--env_name", env_name, "--n_workers", str(n_workers), "--interval", str(interval),
            "--models_dir", os.path.join(out, "Models"), "--logs_dir", os.path.join(out, "Logs"),
-           "--backend", backend, *extra]
+           *BACKEND_FLAGS[backend], *extra]
     t_start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
     samples = []  # (time, global steps)
@@ -221,9 +237,11 @@ def measure(algo: str, env_name: str, n_workers: int, seconds: float, warmup: fl
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(30)
+            rest = proc.communicate(timeout=60)[0] or ""
         except subprocess.TimeoutExpired:
             proc.kill()
+            rest = ""
+    summary = SUMMARY.search(rest)
     t0 = samples[0][0] + warmup
     measured = [(t, s) for t, s in samples if t >= t0]
     rates = []
@@ -233,7 +251,10 @@ def measure(algo: str, env_name: str, n_workers: int, seconds: float, warmup: fl
             rates.append((s - start[1]) / (t - start[0]))
             start = (t, s)
     total = (measured[-1][1] - measured[0][1]) / (measured[-1][0] - measured[0][0])
-    return summarize(rates, [(total, measured[-1][0] - measured[0][0])], first_step_s)
+    result = summarize(rates, [(total, measured[-1][0] - measured[0][0])], first_step_s)
+    if summary:
+        result["actor_learner"] = {key: float(v) for key, v in zip(SUMMARY_KEYS, summary.groups())}
+    return result
 
 
 def summarize(rates: list[float], spans: list[tuple[float, float]], first_step_s) -> dict:
@@ -257,7 +278,10 @@ def measure_rounds(algo: str, env_name: str, n: int, precisions: list[str], roun
             pooled[precision]["rates"] += r["rates"]
             pooled[precision]["spans"] += r["spans"]
             pooled[precision]["first"].append(r["first_step_s"])
-    return {p: summarize(v["rates"], v["spans"], float(np.median(v["first"])))
+            if "actor_learner" in r:
+                pooled[precision]["actor_learner"] = r["actor_learner"]   # the last round's
+    return {p: {**summarize(v["rates"], v["spans"], float(np.median(v["first"]))),
+                **({"actor_learner": v["actor_learner"]} if "actor_learner" in v else {})}
             for p, v in pooled.items()}
 
 
@@ -266,7 +290,8 @@ def main() -> None:
     p.add_argument("--algo", nargs="+", default=["acer", "a3c"], choices=["acer", "a3c"])
     p.add_argument("--env_name", default="PongNoFrameskip-v4")
     p.add_argument("--n_workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--backend", nargs="+", default=["local"], choices=["local", "ray"])
+    p.add_argument("--backend", nargs="+", default=["local"], choices=list(BACKEND_FLAGS),
+                   help="actor_learner: --backend ray --ray_mode actor_learner")
     p.add_argument("--seconds", type=float, default=60.0, help="measured time per worker count")
     p.add_argument("--warmup", type=float, default=20.0, help="seconds discarded after the first report")
     p.add_argument("--window", type=float, default=10.0, help="seconds per rate window")
@@ -317,12 +342,39 @@ def main() -> None:
               f"{base['isolated_update_ms']:.1f} ms {args.precision[0]} vs "
               f"{r['isolated_update_ms']:.1f} ms {precision} "
               f"({base['isolated_update_ms'] / r['isolated_update_ms']:.2f}x)")
-    if "ray" in args.backend:
+    for (algo, n, backend, precision), r in results.items():
+        a = r.get("actor_learner")
+        if a is None:
+            continue
+        local = results.get((algo, n, "local", precision))
+        versus = f", {r['median'] / local['median']:.0%} of local's" if local else ""
+        print(f"{algo} {n} actors (actor_learner, {precision}): {a['bytes_per_step'] / 1e3:.1f} KB "
+              f"moved per agent step (rollouts {a['rollout_bytes_per_step'] / 1e3:.1f} KB, weights "
+              f"{a['weight_bytes_per_step'] / 1e3:.1f} KB); {r['median']:.1f} steps/s{versus}; "
+              f"learner {a['updates_per_s']:.1f} updates/s over the whole run, "
+              f"{a['update_ms']:.1f} ms per update when busy ({a['busy_s'] / a['wall_s']:.0%} busy); "
+              f"actors {a['actor_step_ms']:.2f} ms per step; policy lag mean {a['lag_mean']:.1f}, "
+              f"max {a['lag_max']:.0f} updates")
+    if {"ray", "actor_learner"} & set(args.backend):
         for algo in args.algo:
+            if algo != "acer" and "ray" not in args.backend:
+                continue
             o = ray_update_overhead(algo, args.env_name, extra)
             print(f"{algo} update through the Ray parameter server: pull {o['pull_mb']:.1f} MB in "
                   f"{o['pull_ms']:.1f} ms, push {o['push_mb']:.1f} MB in {o['push_ms']:.1f} ms "
                   f"(round trips, median of 30)")
+            if algo != "acer":
+                continue
+            cfg = load_config(os.path.join(ROOT, "training_configs.yml"), algo, {})
+            per_step = (o["pull_mb"] + o["push_mb"]) * 1e6 * (1 + cfg.replay_ratio) / cfg.k
+            print(f"{algo} hogwild Ray mode: {per_step / 1e6:.2f} MB per agent step (pull + push "
+                  f"per update x {(1 + cfg.replay_ratio) / cfg.k:.2f} updates per step)")
+            for (a_algo, n, backend, precision), r in results.items():
+                if a_algo == algo and "actor_learner" in r:
+                    moved = r["actor_learner"]["bytes_per_step"]
+                    print(f"{algo} {n} actors: actor_learner moves {moved / 1e3:.1f} KB per agent "
+                          f"step, {per_step / moved:.1f}x less than hogwild's "
+                          f"{per_step / 1e6:.2f} MB")
 
 
 if __name__ == "__main__":

@@ -76,4 +76,4 @@ def test_no_import_cycle_in_the_project():
 
 def test_only_the_backends_import_the_worker_loop():
     importers = {name for name, deps in import_graph().items() if "Agent.worker" in deps}
-    assert importers <= {"Agent.trainer", "Agent.ray_backend"}, importers
+    assert importers <= {"Agent.trainer", "Agent.ray_backend", "Agent.actor_learner"}, importers

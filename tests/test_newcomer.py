@@ -89,15 +89,32 @@ def test_interrupts_say_what_was_saved(tmp_path, target, count):
     assert wait_for_empty_group(proc.pid), "a process of the run was left behind"
 
 
+# Runs main.py as the command line does, and sends the process group Ctrl-C's SIGINT at a
+# chosen moment: when main() first imports torch, long before a trainer exists.
+INTERRUPT_AT_TORCH_IMPORT = """
+import os, runpy, signal, sys
+class InterruptAtTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            os.killpg(os.getpgid(0), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, InterruptAtTorch())
+sys.argv = sys.argv[1:]                     # as `python main.py ARGS` sets them
+sys.path.insert(0, os.path.dirname(sys.argv[0]))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def test_interrupt_before_training_starts_says_nothing_was_saved(tmp_path):
-    proc = subprocess.Popen([sys.executable, MAIN, "--do_train", "--env_name", "CartPole-v1",
-                             "--n_workers", "2"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(0.5)                      # still importing: no trainer yet
-    os.killpg(proc.pid, signal.SIGINT)
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPT_AT_TORCH_IMPORT, MAIN, "--do_train",
+                             "--env_name", "CartPole-v1", "--n_workers", "2"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "Interrupted before the first checkpoint; nothing saved"
+    assert os.listdir(tmp_path) == []
     assert not glob.glob(str(tmp_path / "Models" / "*" / "checkpoint.pth"))
 
 

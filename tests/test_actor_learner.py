@@ -1,0 +1,227 @@
+"""The Ray backend's actor-learner mode (``--backend ray --ray_mode actor_learner``).
+
+Without Ray: the learner's update on an actor's rollout is ``ACERAgent.update`` on the same
+trajectory (bit-identical weights, average weights and Adam moments), its replay rebuilds the
+actor's trajectories (frame stacks included), a restarted actor's cut episode is stored as a
+truncation, and the combinations the mode refuses get a one-line error.
+With Ray (a loopback cluster of two nodes, one CPU each, shared by the tests): a CartPole run
+through the real command line that resumes on the local backend and plays, and an actor
+killed mid-run that is restarted."""
+import copy
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+
+from Agent.actor_learner import PIPELINE, Learner, RolloutActor, flat_weights
+from Agent.acer_agent import ACERAgent
+from Agent.parameters import ITERATIONS, N_COUNTERS, STEPS, UPDATES, SharedParameters
+from Agent.replay_memory import ReplayMemory
+from NN.networks import build_network
+from NN.shared_adam import SharedAdam
+from Utils.atari_wrappers import make_env
+from Utils.checkpoint import load_checkpoint
+from Utils.config import Config, ConfigError
+
+from conftest import only_run
+
+
+def shared_state(cfg, obs_shape, n_actions, seed=0):
+    torch.manual_seed(seed)
+    net = build_network("acer", obs_shape, n_actions, cfg.to_dict())
+    average = build_network("acer", obs_shape, n_actions, cfg.to_dict())
+    average.load_state_dict(net.state_dict())
+    adam = SharedAdam(net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    counters = torch.zeros(cfg.n_workers, N_COUNTERS, dtype=torch.int64)
+    return net, average, adam, counters
+
+
+@pytest.mark.parametrize("env_name,k", [("CartPole-v1", 20), ("PongNoFrameskip-v4", 5)])
+def test_the_learners_update_on_a_rollout_is_acer_agents_update_on_that_trajectory(env_name, k):
+    cfg = Config(env_name=env_name, n_workers=2, k=k, total_memory_size=2 * k * 8,
+                 replay_ratio=0.0, seed=3)
+    env = make_env(env_name, training=True, frame_stack=cfg.frame_stack)
+    obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
+    net, average, adam, counters = shared_state(cfg, obs_shape, n_actions)
+    ref_net, ref_average = copy.deepcopy(net), copy.deepcopy(average)
+    ref_adam = SharedAdam(ref_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    ref_counters = counters.clone()
+    learner = Learner(cfg, obs_shape, n_actions, net, average, adam, counters)
+    reference = ACERAgent(cfg, SharedParameters(ref_net, ref_average, ref_adam, cfg.polyak),
+                          ref_counters, 1, env, np.random.default_rng(0))
+    env.close()
+    actor = RolloutActor(1, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
+                         flat_weights(net.parameters()), 0)
+    for n in range(3):
+        message = actor.rollout(None, None, counters.numpy().copy())
+        trajectory = actor.agent.replay.latest()     # what a local worker would learn from
+        assert learner.ingest(message)[0][:2] == ("iteration", 1)
+        reference.update(trajectory)
+        stored = learner.replays[1].trajectory(n)
+        for key, value in trajectory.items():
+            assert np.array_equal(stored[key], value), key
+    assert message["frames"].shape == (k, *learner.replays[1].frame_shape)  # one frame per step
+    for a, b in zip(list(net.parameters()) + list(average.parameters()),
+                    list(ref_net.parameters()) + list(ref_average.parameters())):
+        assert torch.equal(a, b)
+    for a, b in zip(adam.exp_avg + adam.exp_avg_sq, ref_adam.exp_avg + ref_adam.exp_avg_sq):
+        assert torch.equal(a, b)
+    assert int(adam.step_count) == int(ref_adam.step_count) == 3
+    assert counters[1, UPDATES] == ref_counters[1, UPDATES] == 3 and counters[0, UPDATES] == 0
+    assert counters[1, ITERATIONS] == 3 and counters[1, STEPS] == 3 * k
+
+
+def test_the_learner_makes_poisson_replayed_updates_from_that_actors_replay():
+    cfg = Config(env_name="CartPole-v1", n_workers=1, k=10, total_memory_size=200, seed=4)
+    env = make_env(cfg.env_name, training=True)
+    obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
+    env.close()
+    net, average, adam, counters = shared_state(cfg, obs_shape, n_actions)
+    learner = Learner(cfg, obs_shape, n_actions, net, average, adam, counters)
+    expected = copy.deepcopy(learner.rng)
+    actor = RolloutActor(0, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
+                         flat_weights(net.parameters()), 0)
+    for _ in range(5):
+        learner.ingest(actor.rollout(None, None, counters.numpy().copy()))
+    draws = 0
+    for n in range(5):
+        count = expected.poisson(cfg.replay_ratio)
+        draws += count
+        for _ in range(count):
+            expected.integers(0, n + 1)
+    assert int(adam.step_count) == int(counters[0, UPDATES]) == 5 + draws == learner.updates
+
+
+def test_a_restarted_stream_stores_the_cut_episode_as_a_truncation():
+    replay = ReplayMemory(capacity=4, k=2, frame_shape=(3,), mu_width=2, frame_dtype=np.float32)
+    replay.add_frame(np.full(3, 0.0, np.float32), first=True)
+    for t in range(1, 3):
+        replay.add_transition(0, 1.0, False, np.array([0.5, 0.5], np.float32))
+        replay.add_frame(np.full(3, float(t), np.float32), first=False)
+    replay.restart_stream(np.full(3, 9.0, np.float32))
+    trajectory = replay.latest()
+    assert trajectory["dones"].tolist() == [False, True]
+    assert trajectory["truncated"].tolist() == [False, True]
+    assert trajectory["final_states"].tolist() == [[2.0, 2.0, 2.0]]    # the state it was cut at
+    assert trajectory["states"][-1].tolist() == [9.0, 9.0, 9.0] and replay.first[2]
+
+
+def test_the_mode_refuses_other_algorithms_in_one_line():
+    with pytest.raises(ConfigError, match=r"^--ray_mode actor_learner runs --algo acer only"):
+        Config(algo="a3c", backend="ray", ray_mode="actor_learner").validate()
+    Config(algo="a3c", backend="local", ray_mode="actor_learner").validate()  # read by ray only
+
+
+def test_continuous_actions_and_a_missing_gpu_are_refused_with_exit_2(tmp_path, main_cli):
+    result = main_cli(["--do_train", "--backend", "ray", "--ray_mode", "actor_learner",
+                       "--env_name", "Pendulum-v1", "--n_workers", "1"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: --ray_mode actor_learner runs ACER with discrete actions"), result.stderr
+    result = main_cli(["--do_train", "--ray_mode", "actor_learner", "--env_name", "CartPole-v1"],
+                      tmp_path)
+    assert result.returncode == 2 and "--ray_mode is a setting of --backend ray" in result.stderr
+    if not torch.cuda.is_available():
+        result = main_cli(["--do_train", "--backend", "ray", "--ray_mode", "actor_learner",
+                           "--learner_device", "cuda", "--env_name", "CartPole-v1",
+                           "--n_workers", "1"], tmp_path)
+        assert result.returncode == 2 and "--learner_device cuda: torch sees no CUDA" in result.stderr
+
+
+# -- on a real Ray cluster --
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A head node and one more node, one CPU each, on 127.0.0.1, shared by this module's Ray
+    tests (Ray's start-up is the slow part); torn down afterwards. Its processes (the actors
+    among them) see ``FAULT_AFTER`` and ``KILL_MARKER`` for the killed-actor test: the address
+    and the marker file are returned."""
+    pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-ray.txt")
+    from test_ray_backend import free_port
+    ray_cli = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "token")
+        mp.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        mp.delenv("RAY_ADDRESS", raising=False)
+        marker = os.path.join(tempfile.mkdtemp(prefix="actor_kill"), "killed")
+        env = dict(os.environ, FAULT_AFTER="60", KILL_MARKER=marker)
+        port = free_port()
+        common = ["--num-cpus", "1", "--disable-usage-stats"]
+        started = False
+        try:
+            head = subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1",
+                                   "--port", str(port), "--include-dashboard", "false",
+                                   "--temp-dir", tempfile.mkdtemp(prefix="ray", dir="/tmp"), *common],
+                                  capture_output=True, text=True, timeout=300, env=env)
+            assert head.returncode == 0, head.stderr
+            started = True
+            node = subprocess.run([ray_cli, "start", "--address", f"127.0.0.1:{port}",
+                                   "--node-ip-address", "127.0.0.1", *common],
+                                  capture_output=True, text=True, timeout=300, env=env)
+            assert node.returncode == 0, node.stderr
+            yield f"127.0.0.1:{port}", marker
+        finally:
+            if started:
+                subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=env)
+
+
+def test_a_cartpole_run_checkpoints_for_the_local_backend_and_plays(tmp_path, main_cli, ray_cluster):
+    address, _ = ray_cluster
+    result = main_cli(["--do_train", "--backend", "ray", "--ray_mode", "actor_learner",
+                       "--ray_address", address, "--env_name", "CartPole-v1", "--n_workers", "2",
+                       "--total_steps", "400", "--interval", "5", "--save_replay"],
+                      tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert "Actor-learner summary:" in result.stdout, result.stdout
+    run = only_run(tmp_path / "Models")
+    state = load_checkpoint(os.path.join(run, "checkpoint.pth"))
+    counters = state["counters"]
+    assert state["config"]["ray_mode"] == "actor_learner" and counters["global_steps"] >= 400
+    assert all(n > 0 for n in counters["worker_iterations"])           # both actors' rollouts
+    assert counters["optimizer_steps"] == sum(counters["worker_updates"]) == state["optimizer"]["step"]
+    assert sum(counters["worker_updates"]) >= sum(counters["worker_iterations"])
+    for i in range(2):                                     # each actor's state, with the replay
+        worker = load_checkpoint(os.path.join(run, f"worker_{i}.pth"))
+        assert worker["iteration"] == counters["worker_iterations"][i]
+        assert worker["agent"]["replay"]["n_transitions"] == 20 * counters["worker_iterations"][i]
+
+    # the same checkpoint resumes on the local backend (its workers continue from the actors'
+    # environments and the learner's replays) and plays
+    result = main_cli(["--do_train", "--resume", run, "--backend", "local", "--total_steps", "600",
+                       "--interval", "5"], tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "resume: backend ray -> local" in result.stdout
+    assert "warning" not in result.stderr, result.stderr
+    resumed = load_checkpoint(os.path.join(run, "checkpoint.pth"))
+    assert resumed["counters"]["global_steps"] >= 600
+    result = main_cli(["--env_name", "CartPole-v1", "--weights", os.path.join(run, "checkpoint.pth"),
+                       "--episodes", "1", "--no_video"], tmp_path)
+    assert result.returncode == 0 and "Game 1/1: score" in result.stdout, result.stderr
+
+
+def test_a_killed_actor_is_restarted_and_the_run_finishes(tmp_path, main_cli, ray_cluster):
+    address, marker = ray_cluster
+    result = main_cli(["--do_train", "--backend", "ray", "--ray_mode", "actor_learner",
+                       "--ray_address", address, "--env_name",
+                       "tests.faulty_envs:CartPoleKilledOnce-v0", "--n_workers", "2",
+                       "--total_steps", "400", "--interval", "5", "--max_policy_lag", "5"],
+                      tmp_path, timeout=900)
+    assert os.path.exists(marker)                            # an actor did kill itself
+    assert result.returncode == 0, result.stderr
+    assert "died (" in result.stderr and "restarted with a new environment (restart 1 of 3)" \
+        in result.stderr, result.stderr
+    state = load_checkpoint(os.path.join(only_run(tmp_path / "Models"), "checkpoint.pth"))
+    assert state["counters"]["global_steps"] >= 400
+    assert state["counters"]["optimizer_steps"] == sum(state["counters"]["worker_updates"])
+    # --max_policy_lag 5: actors lagging by more pull at once, far more often than every 4 rollouts
+    rollouts, pulls = map(int, re.search(r"summary: (\d+) rollouts, .* weights (\d+) pulls",
+                                         result.stdout).groups())
+    assert pulls > rollouts // 4 + 2 * PIPELINE + 2, result.stdout

@@ -62,7 +62,9 @@ class RunLogger:
         self.life_running_reward = start.get("life_running_reward")   # worker 0's lives
         self.lives_csv_file = self.lives_csv = None  # opened at the first life (Atari only)
         self.running = {"pg_loss": None, "value_loss": None, "grad_norm": None, "entropy": None}
-        self.last = {"reward": float("nan"), "length": 0}
+        # the last finished game (None: none since this run or its resume began, for
+        # checkpoints written before it was saved)
+        self.last = start.get("last_game")
         # Training time is cumulative over resumes: the CSV's wall_time and the console's Time
         # continue from the checkpoint's figure rather than restarting at zero.
         self.t0 = time.time() - float(start.get("train_seconds", 0.0))
@@ -151,8 +153,11 @@ class RunLogger:
         if self.running_reward is None:
             games = "Ep: 0 (no game finished yet)"
         else:
-            games = (f"Ep: {self.episodes} | Ep reward: {self.last['reward']:.1f} | "
-                     f"Running reward: {self.running_reward:.2f} | Ep len: {self.last['length']}")
+            games = (f"Ep: {self.episodes} | Running reward: {self.running_reward:.2f} "
+                     f"(no game finished since the resume)")
+            if self.last is not None:
+                games = (f"Ep: {self.episodes} | Ep reward: {self.last['reward']:.1f} | "
+                         f"Running reward: {self.running_reward:.2f} | Ep len: {self.last['length']}")
         replay = "" if replay_len is None else f"Replay len: {replay_len} | "
         if skipped:
             replay += f"Skipped updates: {skipped} | "
@@ -185,7 +190,7 @@ class RunLogger:
                 "running_reward": self.running_reward, "max_reward": self.max_reward,
                 "train_seconds": round(time.time() - self.t0, 3), "lives": self.lives,
                 "worker_lives": list(self.worker_lives),
-                "life_running_reward": self.life_running_reward}
+                "life_running_reward": self.life_running_reward, "last_game": self.last}
 
     def close(self) -> None:
         if self.lives_csv_file is not None:

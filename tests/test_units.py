@@ -110,6 +110,24 @@ def test_running_average_and_episode_csv(tmp_path):
     assert state["episodes"] == 3 and state["running_reward"] == expected and state["max_reward"] == -19.0
 
 
+def test_a_resumed_run_reports_its_last_game_not_nan(tmp_path, capsys):
+    logger = RunLogger(str(tmp_path / "a"), interval=1)
+    logger.episode(0, -17.0, 1700, 1000)
+    state = logger.state()
+    logger.close()
+    resumed = RunLogger(str(tmp_path / "b"), interval=1, start=state)
+    resumed.report(2000, None)
+    older = {k: v for k, v in state.items() if k != "last_game"}   # a checkpoint before it was kept
+    old_resumed = RunLogger(str(tmp_path / "c"), interval=1, start=older)
+    old_resumed.report(2000, None)
+    for run in (resumed, old_resumed):
+        run.close()
+    first, second = capsys.readouterr().out.strip().splitlines()
+    assert "Ep reward: -17.0" in first and "Ep len: 1700" in first
+    assert "no game finished since the resume" in second and "Running reward: -17.00" in second
+    assert "nan" not in first + second
+
+
 # -- play --
 def test_play_scores_are_raw_and_seeded():
     state = load_checkpoint(os.path.join(ROOT, "Pre-Trained Weights", "CartPole_acer.pth"))

@@ -426,8 +426,8 @@ def train_command(args) -> int:
 
     def terminate(signum, frame):
         raise Terminated()
-    # A process started in the background by a non-interactive shell inherits SIGINT ignored;
-    # a training run stops cleanly on SIGINT (exit 130) or SIGTERM (143) however it was started.
+    # SIGINT has Python's handler since startup (see the end of this file); SIGTERM stops a
+    # training run cleanly too (exit 143)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, terminate)
     print(f"Training {cfg.algo} on {cfg.env_name} with {cfg.n_workers} workers"
@@ -455,6 +455,9 @@ def train_command(args) -> int:
 
 
 if __name__ == "__main__":
+    # A process started in the background by a non-interactive shell (nohup ... &, CI) inherits
+    # SIGINT ignored; Ctrl-C's signal stops a run cleanly however it was started, from here on.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         sys.exit(main())
     except KeyboardInterrupt:  # while Python was still importing what main() needs

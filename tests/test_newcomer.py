@@ -111,7 +111,11 @@ def test_interrupt_before_training_starts_says_nothing_was_saved(tmp_path):
                              "--env_name", "CartPole-v1", "--n_workers", "2"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:  # never leave a run training behind a failed test
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "Interrupted before the first checkpoint; nothing saved"
     assert os.listdir(tmp_path) == []

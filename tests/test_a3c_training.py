@@ -50,7 +50,10 @@ def test_cartpole_a3c_shared_optimizer_counts_every_worker_update(tmp_path, main
                        "--total_steps", "8000", "--interval", "50", "--seed", "3"], tmp_path)
     assert result.returncode == 0, result.stderr
     counters = load_checkpoint(os.path.join(only_run(tmp_path / "Models"), "checkpoint.pth"))["counters"]
-    assert all(n >= 90 for n in counters["worker_updates"])     # both workers pushed updates
+    # both workers pushed updates (how the 8,000 steps split between them depends on how the
+    # OS schedules them), one per 40-step rollout in all (a worker may stop inside one)
+    assert all(n >= 1 for n in counters["worker_updates"])
+    assert sum(counters["worker_updates"]) >= 8000 // 40 - 2
     assert sum(counters["worker_skipped_updates"]) == 0
     assert counters["optimizer_steps"] == sum(counters["worker_updates"])
 

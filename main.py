@@ -27,8 +27,8 @@ PLAY_FLAGS = ("weights", "episodes", "noop_max", "sticky", "max_frames", "greedy
 TRAIN_FLAGS = ("interval", "checkpoint_minutes", "train_from_scratch", "resume", "recurrent",
                "n_workers", "total_steps", "max_episodes", "config", "save_replay",
                "max_bad_updates", "stop_on_save_error", "backend", "ray_address", "ray_mode",
-               "sync_every", "max_policy_lag", "learner_device", "precision", "logs_dir",
-               "run_name")
+               "sync_every", "max_policy_lag", "learner_device", "stall_minutes", "precision",
+               "logs_dir", "run_name")
 
 
 class Parser(argparse.ArgumentParser):
@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "than this many updates pulls weights at once (default 0: no limit)")
     p.add_argument("--learner_device", default=None,
                    help="actor_learner: cpu (default) or cuda, where the learner runs")
+    p.add_argument("--stall_minutes", type=float, default=None, metavar="M",
+                   help="actor_learner: stop the run, naming the actors it waited on, when no "
+                        f"rollout arrives for M minutes (default {defaults.stall_minutes:g})")
     p.add_argument("--precision", default=None, choices=["fp32", "bf16"],
                    help="acer training on images: bf16 runs the learner's trunk in bfloat16 on CPUs "
                         "with native bf16 (default fp32; a resumed run keeps its own)")

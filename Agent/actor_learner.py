@@ -34,7 +34,8 @@ Faults: an actor that dies (its process killed, its node lost) is restarted with
 environment, up to ``MAX_RESTARTS`` times each; its replay continues, the cut episode stored as
 a time-limit truncation (:meth:`Agent.replay_memory.ReplayMemory.restart_stream`). An actor
 whose code raises stops the run naming it, as a failing local worker does. A learner that raises
-stops the run without writing over the last checkpoint.
+stops the run without writing over the last checkpoint. A run that receives no rollout for
+``stall_minutes`` (default 15) stops, naming the actors whose rollouts it waited on.
 """
 from __future__ import annotations
 
@@ -63,7 +64,6 @@ from Utils.config import Config, ConfigError
 
 PIPELINE = 2          # rollout requests queued per actor
 MAX_RESTARTS = 3      # restarts of one actor before the run stops naming it
-STALL_S = 900.0       # a run that receives no rollout for this long stops, naming what it waits on
 # Weights from Ray's object store are read-only; they are only ever copied from.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
@@ -330,6 +330,13 @@ class _Notes(list):
         self.append(message)
 
 
+def pull_due(since_sync: int, lag: int, sync_every: int, max_policy_lag: int) -> bool:
+    """Whether an actor's next rollout request carries the learner's weights: after
+    ``sync_every`` rollouts on its weights, or sooner when ``max_policy_lag`` (0: no limit) is
+    set and its last rollout was acted with weights more than that many updates old."""
+    return since_sync >= sync_every or bool(max_policy_lag and lag > max_policy_lag)
+
+
 class ActorLearnerBackend:
     """The :class:`Agent.trainer.Backend` of ``--ray_mode actor_learner``: ``n_workers`` actors
     and the learner in this process. Counters: the actors' steps and games come with their
@@ -419,8 +426,7 @@ class ActorLearnerBackend:
                                 >= cfg.total_steps):
             return
         weights = version = None
-        lagging = cfg.max_policy_lag and self.lag[i] > cfg.max_policy_lag
-        if self.since_sync[i] >= cfg.sync_every or lagging:
+        if pull_due(self.since_sync[i], self.lag[i], cfg.sync_every, cfg.max_policy_lag):
             version, weights, nbytes = self._weights()
             self.since_sync[i] = 0
             self.lag[i] = 0
@@ -446,11 +452,14 @@ class ActorLearnerBackend:
                 self._take(ref, messages)
             if not ready or time.time() >= deadline or self.failures:
                 break
-        if (self.pending and not self.stopping and time.time() - self.last_progress > STALL_S):
+        stall_s = 60.0 * self.cfg.stall_minutes
+        if (self.pending and not self.stopping and not self.failures
+                and time.time() - self.last_progress > stall_s):
             waiting = ", ".join(f"actor {i}" for i in sorted(set(self.pending.values())))
-            self.failures.append(f"no rollout arrived for {STALL_S:.0f} s; the learner waited on "
-                                 f"{waiting} (their rollout requests are queued in Ray: "
-                                 f"see `ray status` for CPUs and `ray list actors`)")
+            self.failures.append(f"no rollout arrived for {stall_s:.0f} s (--stall_minutes "
+                                 f"{self.cfg.stall_minutes:g}); the learner waited on {waiting} "
+                                 f"(their rollout requests are queued in Ray: see `ray status` "
+                                 f"for CPUs and `ray list actors`)")
         notes, self.notes = self.notes, _Notes()
         return notes + messages
 

@@ -128,6 +128,9 @@ class Config:
                                        "learner by more updates pulls weights at once (0: no limit)")
     learner_device: str = setting("cpu", run=True, only="acer", choices=LEARNER_DEVICES,
                                   help="actor_learner: where the learner's networks and Adam live")
+    stall_minutes: float = setting(15.0, run=True, only="acer", low=0, low_open=True,
+                                   help="actor_learner: stop the run, naming the actors it waited "
+                                        "on, when no rollout arrives for this many minutes")
     precision: str = setting("fp32", run=True, choices=PRECISIONS,
                              help="bf16: ACER's learner runs its image trunk in bfloat16 (faster)")
     # hyperparameters shared by both algorithms

@@ -4,9 +4,16 @@ Used through Gymnasium's ``module:EnvId`` form, e.g.
 ``--env_name tests.faulty_envs:CartPoleCrashing-v0``: importing this module registers them.
 They are CartPole-v1 with one fault added after ``FAULT_AFTER`` steps of a process:
 ``CartPoleCrashing-v0`` raises in ``step``; ``CartPoleNaNReward-v0`` returns NaN rewards;
-``CartPoleKilledOnce-v0`` kills its process once (see :class:`KilledOnceCartPole`).
+``CartPoleKilledOnce-v0`` kills its process once (see :class:`KilledOnceCartPole`);
+``CartPoleStalling-v0`` blocks forever in ``step`` (a hung environment or actor).
+
+:func:`break_learner_after` is the one fault that is not an environment's: it makes the
+actor-learner mode's learner (in the driver, the ``main.py`` process) raise.
 """
+import glob
 import os
+import shutil
+import threading
 
 import gymnasium as gym
 
@@ -59,6 +66,38 @@ class KilledOnceCartPole(_CountingCartPole):
         return super().step(action)
 
 
+class StallingCartPole(_CountingCartPole):
+    """Blocks forever (until its process is killed) in the step after ``FAULT_AFTER``."""
+
+    def step(self, action):
+        if self.steps >= FAULT_AFTER:
+            threading.Event().wait()
+        return super().step(action)
+
+
+def break_learner_after(n_rollouts: int, models_dir: str = "Models") -> None:
+    """Make ``Agent.actor_learner.Learner.learn`` raise ``RuntimeError`` on its
+    ``n_rollouts``-th call, after that call's updates changed the weights. Just before raising,
+    each ``<models_dir>/*/checkpoint.pth`` is copied to ``checkpoint.pth.at_fault``: the bytes
+    the run must leave in place. Call it in the driver before ``main.py`` runs, e.g.
+    ``python -c "from tests.faulty_envs import break_learner_after; break_learner_after(30);
+    import runpy; runpy.run_path('main.py', run_name='__main__')" --do_train ...`` (the learner
+    runs there; tests/test_actor_learner.py does this)."""
+    from Agent.actor_learner import Learner
+    learn, calls = Learner.learn, [0]
+
+    def failing_learn(self, worker_id):
+        stats = learn(self, worker_id)
+        calls[0] += 1
+        if calls[0] >= n_rollouts:
+            for path in glob.glob(os.path.join(models_dir, "*", "checkpoint.pth")):
+                shutil.copyfile(path, path + ".at_fault")
+            raise RuntimeError(f"injected learner fault on rollout {calls[0]}")
+        return stats
+    Learner.learn = failing_learn
+
+
 gym.register("CartPoleCrashing-v0", entry_point=CrashingCartPole)
 gym.register("CartPoleKilledOnce-v0", entry_point=KilledOnceCartPole)
 gym.register("CartPoleNaNReward-v0", entry_point=NaNRewardCartPole)
+gym.register("CartPoleStalling-v0", entry_point=StallingCartPole)

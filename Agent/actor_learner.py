@@ -53,6 +53,7 @@ import torch
 
 from Agent.acer_agent import ACERAgent
 from Agent.parameters import EPISODES, ITERATIONS, STEPS, SharedParameters
+from Agent.ray_backend import flatten, unflatten_into
 from Agent.replay_memory import ReplayMemory
 from Agent.trainer import (JOIN_TIMEOUT_S, Snapshot, Trainer, WorkerFailed, copy_shared_state,
                            worker_state_path)
@@ -66,21 +67,6 @@ PIPELINE = 2          # rollout requests queued per actor
 MAX_RESTARTS = 3      # restarts of one actor before the run stops naming it
 # Weights from Ray's object store are read-only; they are only ever copied from.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-
-
-def flat_weights(tensors) -> np.ndarray:
-    """The tensors' values as one float32 vector in the CPU's memory."""
-    return torch.cat([t.detach().reshape(-1).float().cpu() for t in tensors]).numpy()
-
-
-@torch.no_grad()
-def load_flat(vector: np.ndarray, tensors) -> None:
-    """Copy a :func:`flat_weights` vector into ``tensors`` in place."""
-    flat, offset = torch.from_numpy(np.asarray(vector)), 0
-    for t in tensors:
-        n = t.numel()
-        t.copy_(flat[offset:offset + n].view_as(t))
-        offset += n
 
 
 def serialized_bytes(obj) -> int:
@@ -136,7 +122,7 @@ class ActorParameters:
 
     def pull(self, local_params: list[torch.Tensor]) -> None:
         if self.loaded != self.version:
-            load_flat(self.weights, local_params)
+            unflatten_into(self.weights, local_params)
             self.loaded = self.version
 
     def step(self, grads) -> int:
@@ -253,7 +239,7 @@ class Learner:
         return int(self.optimizer.step_count)
 
     def weights(self) -> np.ndarray:
-        return flat_weights(self.params.global_params)
+        return flatten(self.params.global_params)
 
     def load_replay(self, worker_id: int, state: dict) -> None:
         """Continue actor ``worker_id``'s replay from a saved one (``worker_<i>.pth``)."""

@@ -40,8 +40,9 @@ warnings.filterwarnings("ignore", message="The given NumPy array is not writable
 
 
 def flatten(tensors) -> np.ndarray:
-    """The tensors' values as one float32 vector."""
-    return torch.cat([t.detach().reshape(-1).float() for t in tensors]).numpy()
+    """The tensors' values as one float32 vector in the CPU's memory (a learner's GPU
+    weights are copied over; CPU tensors are not)."""
+    return torch.cat([t.detach().reshape(-1).float().cpu() for t in tensors]).numpy()
 
 
 @torch.no_grad()

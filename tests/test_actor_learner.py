@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 import torch
 
-from Agent.actor_learner import Learner, RolloutActor, flat_weights, pull_due
+from Agent.actor_learner import Learner, RolloutActor, pull_due
+from Agent.ray_backend import flatten
 from Agent.acer_agent import ACERAgent
 from Agent.parameters import ITERATIONS, N_COUNTERS, STEPS, UPDATES, SharedParameters
 from Agent.replay_memory import ReplayMemory
@@ -62,7 +63,7 @@ def test_the_learners_update_on_a_rollout_is_acer_agents_update_on_that_trajecto
                           ref_counters, 1, env, np.random.default_rng(0))
     env.close()
     actor = RolloutActor(1, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
-                         flat_weights(net.parameters()), 0)
+                         flatten(net.parameters()), 0)
     for n in range(3):
         message = actor.rollout(None, None, counters.numpy().copy())
         trajectory = actor.agent.replay.latest()     # what a local worker would learn from
@@ -91,7 +92,7 @@ def test_the_learner_makes_poisson_replayed_updates_from_that_actors_replay():
     learner = Learner(cfg, obs_shape, n_actions, net, average, adam, counters)
     expected = copy.deepcopy(learner.rng)
     actor = RolloutActor(0, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
-                         flat_weights(net.parameters()), 0)
+                         flatten(net.parameters()), 0)
     for _ in range(5):
         learner.ingest(actor.rollout(None, None, counters.numpy().copy()))
     draws = 0

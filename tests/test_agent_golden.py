@@ -593,13 +593,19 @@ def test_a3c_update_matches_the_slow_reference(monkeypatch, recurrent, clip):
     act_rollout(agent, A3C_STATES, A3C_ACTIONS, A3C_REWARDS, A3C_DONES)
     stats = agent.learn()
 
+    got = check_a3c_stats(stats, ref, cfg)
+    check_update(got, stats, handed, snap, params, cfg, ref["grads"])
+    check_golden("a3c_lstm" if recurrent else "a3c_ff", clip, got)
+
+
+def check_a3c_stats(stats: dict, ref: dict, cfg: Config) -> dict:
+    """The A3C update's reported terms and their weighted sum against the reference; the terms."""
     got = {}
     for key in ("pg_loss", "value_loss", "entropy"):
         assert stats[key] == pytest.approx(ref[key], rel=STAT_REL), key
         got[key] = stats[key]
     assert a3c_loss_from(stats, cfg) == pytest.approx(ref["loss"], rel=STAT_REL)
-    check_update(got, stats, handed, snap, params, cfg, ref["grads"])
-    check_golden("a3c_lstm" if recurrent else "a3c_ff", clip, got)
+    return got
 
 
 def gaussian_a3c_reference(snap: Snapshot, cfg: Config, states, actions, rewards, dones) -> dict:
@@ -639,11 +645,7 @@ def test_gaussian_a3c_update_matches_the_slow_reference(monkeypatch, clip):
     act_rollout(agent, GAUSSIAN_A3C_STATES, GAUSSIAN_A3C_ACTIONS, GAUSSIAN_A3C_REWARDS, A3C_DONES)
     stats = agent.learn()
 
-    got = {}
-    for key in ("pg_loss", "value_loss", "entropy"):
-        assert stats[key] == pytest.approx(ref[key], rel=STAT_REL), key
-        got[key] = stats[key]
-    assert a3c_loss_from(stats, cfg) == pytest.approx(ref["loss"], rel=STAT_REL)
+    got = check_a3c_stats(stats, ref, cfg)
     check_update(got, stats, handed, snap, params, cfg, ref["grads"])
     check_golden("gaussian_a3c", clip, got)
 

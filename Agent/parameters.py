@@ -19,9 +19,11 @@ import torch
 from NN.shared_adam import SharedAdam, polyak_update
 
 
-# Columns of the shared per-worker counter table. BAD_STREAK: updates skipped in a row.
-STEPS, EPISODES, ITERATIONS, UPDATES, SKIPPED, BAD_STREAK = range(6)
-N_COUNTERS = 6
+# Columns of the shared per-worker counter table. BAD_STREAK: updates skipped in a row;
+# SAVING: 1 once the worker has left its loop to save its own state (a lock-free mark the main
+# process reads, so that it waits for a worker writing a large replay instead of killing it).
+STEPS, EPISODES, ITERATIONS, UPDATES, SKIPPED, BAD_STREAK, SAVING = range(7)
+N_COUNTERS = 7
 
 
 def apply_gradients(loss: torch.Tensor, local_params: list[torch.Tensor], optimizer,

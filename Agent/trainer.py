@@ -25,9 +25,9 @@ import psutil
 
 import torch
 
-from Agent.parameters import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS,
+from Agent.parameters import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SAVING, SKIPPED, STEPS,
                               UPDATES)
-from Agent.worker import worker_entry
+from Agent.worker import StopFlag, worker_entry
 from NN.networks import build_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import box_bounds, make_env
@@ -36,7 +36,9 @@ from Utils.checkpoint import (BEST_NAME, CHECKPOINT_NAME, FORMAT_VERSION, WEIGHT
 from Utils.config import Config
 from Utils.logger import RunLogger
 
-JOIN_TIMEOUT_S = 7.0   # a stopping run waits this long for its workers, then terminates them
+JOIN_TIMEOUT_S = 7.0   # a stopping run waits this long for its workers, then ends them
+STUCK_TIMEOUT_S = 30.0  # ... and kills one that has not begun to save its state by then
+SAVE_TIMEOUT_S = 900.0  # ... but a worker saving its own state (a replay of GBs) gets this long
 LOCK_TIMEOUT_S = 5.0   # a save waits this long for the optimizer lock, then copies the weights without it
 
 
@@ -197,6 +199,8 @@ class LocalBackend:
         self.trainer = trainer
         self.queue = self.stop_event = None
         self.processes: list = []
+        self.pending: list[tuple] = []  # messages read while joining, for the next next_messages
+        self.stop_time: float | None = None
 
     def start(self) -> None:
         """Spawn the worker processes, one intra-op thread each. In a resumed run each reads its
@@ -204,7 +208,7 @@ class LocalBackend:
         arrives as a message)."""
         t = self.trainer
         ctx = torch.multiprocessing.get_context("spawn")
-        self.queue, self.stop_event = ctx.Queue(), ctx.Event()
+        self.queue, self.stop_event = ctx.Queue(), StopFlag()
         os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
         torch.set_num_threads(1)  # this process only logs and saves; the cores are the workers'
         self.processes = [
@@ -216,11 +220,16 @@ class LocalBackend:
         start_ignoring_interrupts(self.processes)
 
     def next_messages(self, timeout: float) -> list[tuple]:
+        messages, self.pending = self.pending, []
+        return messages + self._read(0.0 if messages else timeout)
+
+    def _read(self, timeout: float) -> list[tuple]:
+        """The messages in the queue, waiting up to ``timeout`` s for the first."""
         messages = []
         if self.queue is None:
             return messages
         try:
-            messages.append(self.queue.get(timeout=timeout))
+            messages.append(self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait())
             while True:
                 messages.append(self.queue.get_nowait())
         except queue_module.Empty:
@@ -242,6 +251,7 @@ class LocalBackend:
     def stop(self) -> None:
         if self.stop_event is not None:
             self.stop_event.set()
+            self.stop_time = time.monotonic()
 
     def kill(self) -> None:
         for w in self.processes:
@@ -249,10 +259,40 @@ class LocalBackend:
                 w.kill()
 
     def join(self) -> None:
-        for w in self.processes:
+        """Wait for the workers still running: one that is saving its own state gets up to
+        ``SAVE_TIMEOUT_S`` after the stop, one that has not begun to save ``STUCK_TIMEOUT_S``;
+        then kill every worker still alive. One that never began to save is stuck (on a lock
+        that a killed worker held, say), and SIGTERM would not reach it (workers ignore it, see
+        :func:`Agent.worker.worker_entry`). A killed worker's own state is not saved; a resume
+        starts it afresh."""
+        announced = False
+        while self._worth_waiting():
+            saving = self._saving()
+            if not announced and saving:
+                print(f"waiting for worker(s) {', '.join(map(str, saving))} to finish saving "
+                      "their state", file=sys.stderr, flush=True)
+                announced = True
+            self.pending.extend(self._read(timeout=0.5))  # a full pipe would block a worker's exit
+        for i, w in enumerate(self.processes):
             if w.is_alive():
-                w.terminate()
+                w.kill()
+                print(f"warning: worker {i} did not stop; killed (its own state is not saved)",
+                      file=sys.stderr, flush=True)
             w.join(timeout=2.0)
+
+    def _saving(self) -> list[int]:
+        """The live workers that are saving their own state."""
+        marks = self.trainer.counters[:, SAVING].tolist()
+        return [i for i, w in enumerate(self.processes) if w.is_alive() and marks[i]]
+
+    def _worth_waiting(self) -> bool:
+        """Whether a live worker is saving (before its deadline) or may still begin to."""
+        if self.stop_time is None:   # never asked to stop: nothing to wait for
+            return False
+        waited = time.monotonic() - self.stop_time
+        saving = self._saving()
+        return any(w.is_alive() and waited < (SAVE_TIMEOUT_S if i in saving else STUCK_TIMEOUT_S)
+                   for i, w in enumerate(self.processes))
 
     def close(self) -> None:
         pass

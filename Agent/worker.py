@@ -26,7 +26,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from Agent.parameters import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SKIPPED, STEPS,  # noqa: F401
+from Agent.parameters import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SAVING, SKIPPED, STEPS,  # noqa: F401
                               UPDATES, SharedParameters)
 from Utils.atari_wrappers import env_state, make_env, restore_env_state
 from Utils.checkpoint import read_worker_state, save_checkpoint
@@ -91,6 +91,7 @@ def run_worker(worker_id: int, cfg, params, counters: torch.Tensor, stop_event, 
         queue.put(("iteration", worker_id, stats or {}, agent.memory_size()))
     state = None
     if os.getppid() == parent_pid:
+        counters[worker_id, SAVING] = 1   # the main process waits for a worker that is saving
         state = worker_state(worker_id, counters, rng, env, obs, agent)
         save_worker_state(state, state_path, queue, worker_id)
     env.close()
@@ -210,6 +211,21 @@ def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counte
     except BaseException:
         queue.put(("error", worker_id, traceback.format_exc()))
         sys.exit(1)
+
+
+class StopFlag:
+    """The local workers' ``stop_event``: one byte in shared memory, set by the main process and
+    read by the workers without a lock. A ``multiprocessing.Event`` takes a lock even to read,
+    and a worker killed while holding it would block the main process's ``set`` for good."""
+
+    def __init__(self):
+        self._flag = torch.zeros(1, dtype=torch.uint8).share_memory_()
+
+    def set(self) -> None:
+        self._flag.fill_(1)
+
+    def is_set(self) -> bool:
+        return bool(self._flag[0])
 
 
 def _die_with_parent(main_pid: int) -> None:

@@ -6,6 +6,8 @@ They are CartPole-v1 with one fault added after ``FAULT_AFTER`` steps of a proce
 ``CartPoleCrashing-v0`` raises in ``step``; ``CartPoleNaNReward-v0`` returns NaN rewards;
 ``CartPoleKilledOnce-v0`` kills its process once (see :class:`KilledOnceCartPole`);
 ``CartPoleStalling-v0`` blocks forever in ``step`` (a hung environment or actor).
+``CartPoleSlowClose-v0`` takes ``SLOW_CLOSE_S`` seconds to close, as a worker writing a large
+replay takes long to stop (its close comes after the worker saved its state).
 
 :func:`break_learner_after` is the one fault that is not an environment's: it makes the
 actor-learner mode's learner (in the driver, the ``main.py`` process) raise.
@@ -14,6 +16,7 @@ import glob
 import os
 import shutil
 import threading
+import time
 
 import gymnasium as gym
 
@@ -75,6 +78,14 @@ class StallingCartPole(_CountingCartPole):
         return super().step(action)
 
 
+class SlowClosingCartPole(_CountingCartPole):
+    """Sleeps ``SLOW_CLOSE_S`` seconds (default 5) in ``close``."""
+
+    def close(self):
+        time.sleep(float(os.environ.get("SLOW_CLOSE_S", "5")))
+        super().close()
+
+
 def break_learner_after(n_rollouts: int, models_dir: str = "Models") -> None:
     """Make ``Agent.actor_learner.Learner.learn`` raise ``RuntimeError`` on its
     ``n_rollouts``-th call, after that call's updates changed the weights. Just before raising,
@@ -101,3 +112,4 @@ gym.register("CartPoleCrashing-v0", entry_point=CrashingCartPole)
 gym.register("CartPoleKilledOnce-v0", entry_point=KilledOnceCartPole)
 gym.register("CartPoleNaNReward-v0", entry_point=NaNRewardCartPole)
 gym.register("CartPoleStalling-v0", entry_point=StallingCartPole)
+gym.register("CartPoleSlowClose-v0", entry_point=SlowClosingCartPole)

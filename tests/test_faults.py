@@ -8,16 +8,20 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
 import pytest
 import torch
 
-from Agent.parameters import BAD_STREAK, SKIPPED, UPDATES, apply_gradients
+import Agent.trainer as trainer_module
+from Agent.parameters import BAD_STREAK, SKIPPED, STEPS, UPDATES, apply_gradients
+from Agent.trainer import Trainer, WorkerFailed
 from NN.networks import ACERNet
 from NN.shared_adam import SharedAdam
 from Utils.checkpoint import load_checkpoint
+from Utils.config import Config
 
 from conftest import ROOT
 
@@ -108,6 +112,67 @@ def test_killed_worker_stops_the_run_and_is_named(tmp_path):
     assert "error: worker " in stderr
     assert not running(workers, timeout=60)
     load_checkpoint(only_checkpoint(tmp_path / "Models"))
+
+
+def cartpole_run(tmp_path) -> Trainer:
+    cfg = Config(env_name="CartPole-v1", n_workers=2, interval=20, models_dir=str(tmp_path / "M"))
+    return Trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
+
+
+def when_both_step(trainer: Trainer, then, deadline_s=120.0) -> threading.Thread:
+    """A thread that calls ``then()`` once both workers have stepped (a guard against a hang:
+    after ``deadline_s`` it kills the workers, so that a failing test ends)."""
+    def watch():
+        deadline = time.time() + deadline_s
+        while time.time() < deadline and not (trainer.counters[:, STEPS] > 0).all():
+            time.sleep(0.05)
+        then()
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_worker_killed_holding_the_optimizer_lock_does_not_hang_the_run(tmp_path, monkeypatch, capfd):
+    # A worker killed inside its Adam step leaves the shared lock held for good: the other
+    # worker blocks on it and never stops by itself. Here the test holds the real lock (as the
+    # killed worker would) and kills worker 1. The run must still end, name the dead worker,
+    # kill the stuck one (workers ignore SIGTERM) and write its checkpoint.
+    monkeypatch.setattr(trainer_module, "STUCK_TIMEOUT_S", 5.0)
+    trainer = cartpole_run(tmp_path)
+    lock = trainer.optimizer.lock
+
+    def kill_holding_the_lock():
+        lock.acquire()
+        trainer.backend.processes[1].kill()
+    when_both_step(trainer, kill_holding_the_lock)
+    try:
+        with pytest.raises(WorkerFailed, match="worker 1 died with exit code -9"):
+            trainer.train()
+        workers = trainer.backend.processes
+        assert [w.is_alive() for w in workers] == [False, False]
+        assert workers[0].exitcode == -signal.SIGKILL      # stuck on the lock, so killed
+        assert "warning: worker 0 did not stop; killed" in capfd.readouterr().err
+        assert load_checkpoint(os.path.join(trainer.run_dir, "checkpoint.pth"))["counters"]["global_steps"] > 0
+    finally:
+        lock.release()
+
+
+def test_stop_waits_for_workers_saving_their_state(tmp_path, monkeypatch, capfd):
+    # A worker that is still saving its own state (a replay of hundreds of MB takes a minute;
+    # here the environment's close, which comes after the save, takes 4 s) is waited for, not
+    # killed, however short the usual waits are.
+    monkeypatch.setattr(trainer_module.LocalBackend, "join_timeout_s", 0.0)
+    monkeypatch.setattr(trainer_module, "STUCK_TIMEOUT_S", 0.5)
+    monkeypatch.setenv("SLOW_CLOSE_S", "4")
+    cfg = Config(env_name="tests.faulty_envs:CartPoleSlowClose-v0", n_workers=2, total_steps=400,
+                 models_dir=str(tmp_path / "M"))
+    trainer = Trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
+    trainer.train()
+    assert [w.exitcode for w in trainer.backend.processes] == [0, 0]
+    err = capfd.readouterr().err
+    assert "to finish saving their state" in err and "did not stop" not in err
+    for i in range(2):
+        assert load_checkpoint(os.path.join(trainer.run_dir, f"worker_{i}.pth"))["worker_id"] == i
 
 
 def test_worker_exception_shows_its_traceback(tmp_path):

@@ -23,6 +23,15 @@ from NN.networks import build_network
 from Utils.atari_wrappers import box_bounds
 
 
+def replay_stats(updates: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each statistic over an iteration's replayed updates, as ``replay_<name>``
+    (``replay_age_steps``: the worker's own steps between storing a trajectory and replaying
+    it; the run's steps are about ``n_workers`` times as many). Empty without replayed updates."""
+    if not updates:
+        return {}
+    return {f"replay_{key}": sum(u[key] for u in updates) / len(updates) for key in updates[0]}
+
+
 class ACERAgent:
     """One worker's ACER: local network, replay memory, acting and updates."""
 
@@ -88,16 +97,23 @@ class ACERAgent:
         self.replay.add_frame(self._newest(obs), first=first)
 
     def learn(self) -> dict[str, float] | None:
-        """One on-policy update, then Poisson(replay_ratio) replayed ones; the first's stats.
+        """One on-policy update, then Poisson(replay_ratio) replayed ones; the first's stats,
+        plus the replayed ones' averaged under ``replay_<name>`` (see :func:`replay_stats`).
 
         As in the paper's Algorithm 2, the on-policy update uses the weights the trajectory was
         acted with (synced at the rollout's start, so rho = 1 on it); each off-policy update
         first syncs with the latest global weights."""
         stats = self.update(self.replay.latest(), sync=False)
+        replayed = []
         if self.cfg.replay_ratio > 0:
             for _ in range(self.rng.poisson(self.cfg.replay_ratio)):
-                self.update(self.replay.sample(self.rng))
-        return stats
+                n = self.replay.sample_index(self.rng)
+                update = self.update(self.replay.trajectory(n))
+                if update is not None:
+                    replayed.append({**update, "age_steps": self.replay.age(n) * self.cfg.k})
+        if stats is None and not replayed:
+            return None
+        return {**(stats or {}), **replay_stats(replayed)}
 
     def memory_size(self) -> int:
         return len(self.replay)

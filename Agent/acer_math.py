@@ -95,6 +95,12 @@ def trust_region_projection(g: torch.Tensor, k: torch.Tensor, delta: float) -> t
     return g - scale.clamp_min(0.0) * k
 
 
+def trust_region_activity(g: torch.Tensor, k: torch.Tensor, delta: float) -> torch.Tensor:
+    """The fraction of steps at which the trust region binds (k.g > delta, so z != g): a
+    diagnostic, 0 when the policy stays well inside the constraint."""
+    return ((k * g).sum(-1) > delta).to(g.dtype).mean()
+
+
 def entropy(log_policy: torch.Tensor) -> torch.Tensor:
     """H(f) = -sum_a f(a) log f(a), per row."""
     return -(log_policy.exp() * log_policy).sum(-1)
@@ -126,11 +132,8 @@ def acer_loss(logits: torch.Tensor, q: torch.Tensor, average_logits: torch.Tenso
     rho_bar = torch.clamp(rho.gather(-1, actions.unsqueeze(-1)).squeeze(-1), max=1.0)
     q_ret = retrace_targets(rewards, dones, q_taken, values, rho_bar, bootstrap_value, gamma)
     g = policy_gradient_wrt_probs(f, q, actions, mu, q_ret, c)
-    if trust_region:
-        k = kl_gradient_wrt_probs(torch.softmax(average_logits.detach(), dim=-1), f)
-        z = trust_region_projection(g, k, delta)
-    else:
-        z = g
+    k = kl_gradient_wrt_probs(torch.softmax(average_logits.detach(), dim=-1), f)
+    z = trust_region_projection(g, k, delta) if trust_region else g
     policy_loss = -(z.detach() * policy).sum(-1).mean()
     value_loss = (q_ret - q_taken).pow(2).mean()
     mean_entropy = entropy(log_policy).mean()
@@ -141,8 +144,12 @@ def acer_loss(logits: torch.Tensor, q: torch.Tensor, average_logits: torch.Tenso
         correction = bias_correction_weights(f, mu, c)
         objective = (torch.clamp(rho_a, max=c) * log_f_a * (q_ret - values)
                      + (correction * f * log_policy.detach() * (q.detach() - values.unsqueeze(-1))).sum(-1))
+        average_log_policy = torch.log_softmax(average_logits.detach(), dim=-1)
+        kl_average = (average_log_policy.exp() * (average_log_policy - log_policy.detach())).sum(-1)
     stats = {"policy_loss": -objective.mean(), "value_loss": value_loss.detach(),
-             "entropy": mean_entropy.detach(), "rho_mean": rho_bar.mean()}
+             "entropy": mean_entropy.detach(), "rho_mean": rho_bar.mean(),
+             "trust_region_active": trust_region_activity(g, k, delta) if trust_region else g.new_zeros(()),
+             "kl_average": kl_average.mean()}
     return loss, stats
 
 
@@ -211,11 +218,8 @@ def continuous_acer_loss(mean: torch.Tensor, std: torch.Tensor, average_mean: to
     variance = sigma.pow(2)
     g = ((truncated_rho * (q_opc - v)).unsqueeze(-1) * (actions - m) / variance
          + (correction * (q_tilde_prime - v)).unsqueeze(-1) * (actions_prime - m) / variance)
-    if trust_region:
-        k = (m - average_mean.detach()) / variance
-        z = trust_region_projection(g, k, delta)
-    else:
-        z = g
+    k = (m - average_mean.detach()) / variance
+    z = trust_region_projection(g, k, delta) if trust_region else g
     policy_loss = -(z.detach() * mean).sum(-1).mean()
     q_error = q_ret - q_tilde
     v_target = rho_bar * q_error.detach() + v
@@ -224,6 +228,10 @@ def continuous_acer_loss(mean: torch.Tensor, std: torch.Tensor, average_mean: to
     with torch.no_grad():  # the policy objective as a number to log
         objective = (truncated_rho * diag_gaussian_log_prob(m, sigma, actions) * (q_opc - v)
                      + correction * diag_gaussian_log_prob(m, sigma, actions_prime) * (q_tilde_prime - v))
+        # KL(f_avg || f) of two Gaussians with the same fixed std
+        kl_average = ((m - average_mean.detach()).pow(2) / (2 * variance)).sum(-1)
     stats = {"policy_loss": -objective.mean(), "value_loss": value_loss.detach(),
-             "entropy": diag_gaussian_entropy(sigma).mean(), "rho_mean": rho_bar.mean()}
+             "entropy": diag_gaussian_entropy(sigma).mean(), "rho_mean": rho_bar.mean(),
+             "trust_region_active": trust_region_activity(g, k, delta) if trust_region else g.new_zeros(()),
+             "kl_average": kl_average.mean()}
     return loss, stats

@@ -47,6 +47,9 @@ def apply_gradients(loss: torch.Tensor, local_params: list[torch.Tensor], optimi
     return grad_norm
 
 
+DIAGNOSTICS = ("rho_mean", "trust_region_active", "kl_average")  # ACER's, when its loss gives them
+
+
 def update_global(loss: torch.Tensor, stats: dict, local_params: list[torch.Tensor],
                   params: ParameterStore, cfg,
                   counters: torch.Tensor, worker_id: int) -> dict[str, float] | None:
@@ -55,8 +58,10 @@ def update_global(loss: torch.Tensor, stats: dict, local_params: list[torch.Tens
     grad_norm = apply_gradients(loss, local_params, params, cfg.max_grad_norm, counters, worker_id)
     if grad_norm is None:
         return None
-    return {"pg_loss": float(stats["policy_loss"]), "value_loss": float(stats["value_loss"]),
-            "entropy": float(stats["entropy"]), "grad_norm": grad_norm}
+    out = {"pg_loss": float(stats["policy_loss"]), "value_loss": float(stats["value_loss"]),
+           "entropy": float(stats["entropy"]), "grad_norm": grad_norm}
+    out.update({key: float(stats[key]) for key in DIAGNOSTICS if key in stats})
+    return out
 
 
 class ParameterStore(Protocol):

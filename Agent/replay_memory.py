@@ -154,10 +154,18 @@ class ReplayMemory:
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """A trajectory drawn uniformly from those in memory."""
+        return self.trajectory(self.sample_index(rng))
+
+    def sample_index(self, rng: np.random.Generator) -> int:
+        """The number of a trajectory drawn uniformly from those in memory."""
         lo, hi = self._range()
         if hi < lo:
             raise IndexError("replay memory holds no complete trajectory")
-        return self.trajectory(int(rng.integers(lo, hi + 1)))
+        return int(rng.integers(lo, hi + 1))
+
+    def age(self, n: int) -> int:
+        """How many of this memory's trajectories were completed after trajectory ``n``."""
+        return self._range()[1] - n
 
     _ARRAYS = ("frames", "first", "actions", "rewards", "dones", "mus", "truncated")
 

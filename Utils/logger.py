@@ -4,7 +4,9 @@ Workers send small messages over a queue; only the main process writes files.
 TensorBoard scalars keep the original's names: ``Max Reward``, ``Running
 Reward`` and ``Episode length`` by episode; ``Running PG Loss``, ``Running
 Value Loss`` and ``Running Grad Norm`` (and ``Running Entropy``) by iteration; plus ``Steps per second``
-by global step. Running values are exponential averages with weight 0.99 on
+by global step. ACER's diagnostics (trust-region activity, KL to the average policy, the
+replayed updates' Q error, truncated importance weight and age) go under ``ACER/...`` by
+iteration, and every report appends all update statistics to ``updates.csv``. Running values are exponential averages with weight 0.99 on
 the old value, started at the first value. Episodes are whole games with raw
 (unclipped) scores. ``episodes.csv`` beside the events keeps every episode so
 plots need no TensorBoard; its ``wall_time`` is seconds of training, summed over
@@ -26,6 +28,21 @@ import psutil
 from torch.utils.tensorboard import SummaryWriter
 
 EPISODE_FIELDS = ("episode", "global_step", "wall_time", "worker", "reward", "length", "running_reward")
+# Update statistics, as running averages (0.99) over worker iterations: the original's four
+# (TensorBoard names kept) and ACER's diagnostics (on-policy updates, and the replayed ones'
+# under replay_...). Each report writes the current values to updates.csv too.
+UPDATE_SCALARS = {
+    "pg_loss": "Running PG Loss", "value_loss": "Running Value Loss",
+    "grad_norm": "Running Grad Norm", "entropy": "Running Entropy",
+    "kl_average": "ACER/KL(average || policy), on-policy",
+    "trust_region_active": "ACER/Trust region active, on-policy",
+    "replay_value_loss": "ACER/Value loss (Q error), replayed",
+    "replay_rho_mean": "ACER/min(1, rho) mean, replayed",
+    "replay_trust_region_active": "ACER/Trust region active, replayed",
+    "replay_kl_average": "ACER/KL(average || policy), replayed",
+    "replay_age_steps": "ACER/Replay age (worker steps), replayed",
+}
+UPDATE_FIELDS = ("iteration", "global_step", "wall_time", *UPDATE_SCALARS)
 LIFE_FIELDS = ("life", "worker", "worker_life", "global_step", "wall_time", "reward", "length",
                "game_over", "worker0_running_reward")
 
@@ -61,7 +78,8 @@ class RunLogger:
         self.worker_lives = [int(n) for n in start.get("worker_lives", [])]
         self.life_running_reward = start.get("life_running_reward")   # worker 0's lives
         self.lives_csv_file = self.lives_csv = None  # opened at the first life (Atari only)
-        self.running = {"pg_loss": None, "value_loss": None, "grad_norm": None, "entropy": None}
+        self.updates_csv_file = self.updates_csv = None  # opened at the first report
+        self.running: dict[str, float | None] = dict.fromkeys(UPDATE_SCALARS)
         # the last finished game (None: none since this run or its resume began, for
         # checkpoints written before it was saved)
         self.last = start.get("last_game")
@@ -127,9 +145,7 @@ class RunLogger:
                 return False
         elif time.time() - self.last_report < self.report_seconds:
             return False
-        names = {"pg_loss": "Running PG Loss", "value_loss": "Running Value Loss",
-                 "grad_norm": "Running Grad Norm", "entropy": "Running Entropy"}
-        for key, name in names.items():
+        for key, name in UPDATE_SCALARS.items():
             if self.running[key] is not None:
                 self.writer.add_scalar(name, self.running[key], self.iterations)
         return True
@@ -146,6 +162,7 @@ class RunLogger:
             self.writer.add_scalar("Steps per second", self.steps_per_second, global_step)
         if self.rate_steps is None or global_step > self.rate_steps:
             self.rate_t, self.rate_steps = now, global_step
+        self.write_updates(global_step, now)
         self.csv_file.flush()
         if self.lives_csv_file is not None:
             self.lives_csv_file.flush()
@@ -168,6 +185,21 @@ class RunLogger:
               f"{self.progress(global_step, total_steps, max_episodes, now)}"
               f"RAM: {mem.used / 2**30:.1f}/{mem.total / 2**30:.1f} GB | "
               f"Time: {hms(now - self.t0)}", flush=True)
+
+    def write_updates(self, global_step: int, now: float) -> None:
+        """Append the running update statistics to ``updates.csv`` (blank: none yet)."""
+        if all(v is None for v in self.running.values()):
+            return
+        if self.updates_csv_file is None:
+            path = os.path.join(self.log_dir, "updates.csv")
+            new = not os.path.exists(path)
+            self.updates_csv_file = open(path, "a", newline="")
+            self.updates_csv = csv.writer(self.updates_csv_file)
+            if new:
+                self.updates_csv.writerow(UPDATE_FIELDS)
+        values = ["" if v is None else f"{v:.6g}" for v in self.running.values()]
+        self.updates_csv.writerow([self.iterations, global_step, round(now - self.t0, 3), *values])
+        self.updates_csv_file.flush()
 
     def progress(self, global_step: int, total_steps: int, max_episodes: int, now: float) -> str:
         """``"12.5% of 2,000 steps, ETA 00:01:10 | "`` for a run with a budget ('' without one);
@@ -193,7 +225,8 @@ class RunLogger:
                 "life_running_reward": self.life_running_reward, "last_game": self.last}
 
     def close(self) -> None:
-        if self.lives_csv_file is not None:
-            self.lives_csv_file.close()
+        for extra in (self.lives_csv_file, self.updates_csv_file):
+            if extra is not None:
+                extra.close()
         self.csv_file.close()
         self.writer.close()

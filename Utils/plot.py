@@ -1,7 +1,7 @@
 """Plot runs' learning curves from their ``episodes.csv`` logs (no TensorBoard needed).
 
     python -m Utils.plot Logs/<run> [Logs/<run2> ...] [--labels A B] [--x episode|step|time]
-                         [--worker 0] [--view game|life] [--out curves.png]
+                         [--worker 0] [--view game|life|updates] [--out curves.png]
 
 Draws the running episode reward and the episode length (with its 0.99
 running average) against episodes, agent steps or wall-clock hours, one
@@ -11,6 +11,11 @@ curve per run, and writes a PNG.
 original's view of an Atari run from ``lives.csv``: every life is an episode, worker 0 only
 (unless ``--worker`` says otherwise), the 0.99 running average of its raw life scores, against
 worker 0's life count (``--x episode``), agent steps or hours.
+
+``--view updates`` plots the update statistics of ``updates.csv`` (running averages, one row
+per console report): entropy, the Q error on-policy and replayed, the trust region's activity,
+the KL to the average policy, the replayed updates' truncated importance weight and replay age,
+and the gradient norm, against iterations (``--x episode``), agent steps or hours.
 """
 from __future__ import annotations
 
@@ -130,10 +135,49 @@ def figure_for_runs(log_dirs: list[str], labels: list[str] | None = None,
     return fig
 
 
+# --view updates: one panel per quantity, each with the updates.csv columns drawn in it
+UPDATE_PANELS = (("Entropy", ("entropy",)),
+                 ("Q error (value loss)", ("value_loss", "replay_value_loss")),
+                 ("Trust region active (fraction of steps)", ("trust_region_active", "replay_trust_region_active")),
+                 ("KL(average || policy)", ("kl_average", "replay_kl_average")),
+                 ("min(1, rho) mean, replayed", ("replay_rho_mean",)),
+                 ("Replay age (worker steps)", ("replay_age_steps",)),
+                 ("Gradient norm", ("grad_norm",)),
+                 ("Policy loss", ("pg_loss",)))
+
+
+def figure_for_updates(log_dirs: list[str], labels: list[str] | None = None,
+                       x_axis: str = "episode") -> plt.Figure:
+    """A grid of the runs' update statistics from ``updates.csv`` (``x_axis`` "episode":
+    iterations of all workers)."""
+    labels = labels or [os.path.basename(os.path.normpath(d)) for d in log_dirs]
+    column, x_label = {"episode": ("iteration", "Iterations (all workers)")}.get(x_axis, X_AXES[x_axis])
+    fig, axes = plt.subplots(2, 4, figsize=(18, 7.5))
+    for log_dir, label in zip(log_dirs, labels):
+        rows = read_rows(log_dir, "updates.csv")
+        x = [float(r[column]) for r in rows]
+        if x_axis == "time":
+            x = [t / 3600 for t in stitched_wall_time(x)]
+        for ax, (title, keys) in zip(axes.flat, UPDATE_PANELS):
+            for key in keys:
+                points = [(xi, float(r[key])) for xi, r in zip(x, rows) if r.get(key)]
+                if points:
+                    where = "replayed" if key.startswith("replay_") else "on-policy"
+                    ax.plot(*zip(*points), label=f"{label}, {where}" if len(keys) > 1 else label)
+            ax.set(xlabel=x_label, title=title)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def plot_runs(log_dirs: list[str], out: str, labels: list[str] | None = None,
               x_axis: str = "episode", worker: int | None = None, view: str = "game") -> str:
     """Write the runs' curves to the PNG ``out``; return its path."""
-    fig = figure_for_runs(log_dirs, labels, x_axis, worker, view)
+    fig = (figure_for_updates(log_dirs, labels, x_axis) if view == "updates"
+           else figure_for_runs(log_dirs, labels, x_axis, worker, view))
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
@@ -147,9 +191,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="curves.png")
     p.add_argument("--worker", type=int, default=None,
                    help="only this worker's games, numbered in its own order (the original's plots: worker 0)")
-    p.add_argument("--view", choices=["game", "life"], default="game",
+    p.add_argument("--view", choices=["game", "life", "updates"], default="game",
                    help="game: full games (episodes.csv); life: every life an episode, worker 0 "
-                        "(lives.csv; the original's curves)")
+                        "(lives.csv; the original's curves); updates: the update statistics "
+                        "(updates.csv: entropy, Q error, trust region, KL, rho, replay age)")
     args = p.parse_args(argv)
     if args.labels and len(args.labels) != len(args.log_dirs):
         print("error: give one label per run", file=sys.stderr)

@@ -189,6 +189,14 @@ def test_acer_loss_values_and_gradients_match_slow_reference(trust_region):
     torch.testing.assert_close(grad_q, ref_grad_q)
     expected_value_loss = ((q_ret - q.detach().gather(-1, a[:, None]).squeeze(-1)) ** 2).mean()
     torch.testing.assert_close(stats["value_loss"], expected_value_loss)
+    # diagnostics: the steps at which the constraint binds (z != g), and KL(f_avg || f)
+    binding = [float(k_i @ g_i) > DELTA for g_i, k_i in
+               (slow_g_and_k(f[i], q.detach()[i], mu[i], int(a[i]), float(q_ret[i]), f_avg[i])
+                for i in range(T))]
+    assert 0 < sum(binding) < T   # the case exercises both sides
+    assert float(stats["trust_region_active"]) == (sum(binding) / T if trust_region else 0.0)
+    kl = sum(float((f_avg[i] * (f_avg[i].log() - f[i].log())).sum()) for i in range(T)) / T
+    assert float(stats["kl_average"]) == pytest.approx(kl, rel=1e-9)
     # only Q(x_i, a_i) of the taken actions receives critic gradient
     untaken = torch.ones_like(grad_q, dtype=torch.bool)
     untaken[torch.arange(T), a] = False

@@ -133,6 +133,14 @@ def test_trust_region_is_active_for_a_small_delta_and_changes_the_step():
     # and the constraint k.z <= delta holds at every step
     k = (t["mean"] - t["average_mean"]) / t["std"].pow(2)
     assert ((k * z_small).sum(-1) <= 0.01 + 1e-9).all()
+    # the logged diagnostics: where z differs from g, and KL(f_avg || f) by torch.distributions
+    _, stats, _ = fast_continuous_acer(t, 0.01)
+    changed = [not torch.allclose(z_small[i], z_free[i]) for i in range(len(z_small))]
+    assert float(stats["trust_region_active"]) == pytest.approx(sum(changed) / len(changed))
+    sigma = t["std"].detach()
+    kl = torch.distributions.kl_divergence(torch.distributions.Normal(t["average_mean"], sigma),
+                                           torch.distributions.Normal(t["mean"], sigma)).sum(-1).mean()
+    assert float(stats["kl_average"]) == pytest.approx(float(kl))
 
 
 def test_retrace_and_opc_targets_follow_the_recursions():

@@ -58,3 +58,19 @@ def test_one_worker_curve_renumbers_its_games_and_recomputes_the_running_reward(
     expected.append(0.99 * expected[-1] + 0.01 * -17)
     assert list(line.get_ydata()) == pytest.approx(expected)
     assert fig.axes[0].get_xlabel() == "Episode of worker 0"
+
+
+def test_updates_view_draws_every_logged_statistic(tmp_path):
+    from Utils.logger import UPDATE_SCALARS
+    from Utils.plot import UPDATE_PANELS, figure_for_updates
+    assert {key for _, keys in UPDATE_PANELS for key in keys} == set(UPDATE_SCALARS)
+    logger = RunLogger(str(tmp_path), interval=1)
+    for i in range(3):
+        logger.iteration({key: float(i) for key in UPDATE_SCALARS})
+        logger.report(global_step=20 * (i + 1), replay_len=i)
+    logger.close()
+    fig = figure_for_updates([str(tmp_path)], x_axis="step")
+    assert sum(len(ax.lines) for ax in fig.axes) == len(UPDATE_SCALARS)
+    out = tmp_path / "updates.png"
+    assert plot_runs([str(tmp_path)], str(out), x_axis="time", view="updates") == str(out)
+    assert mpimg.imread(out).shape[1] > 1000

@@ -156,3 +156,22 @@ def test_ray_helpers_round_trip():
     back = _torch_adam(_numpy_adam(adam.state_dict()))
     assert back["step"] == 1
     assert all(torch.equal(a, b) for a, b in zip(back["exp_avg"], adam.state_dict()["exp_avg"]))
+
+
+def test_replay_stats_and_updates_csv(tmp_path):
+    from Agent.acer_agent import replay_stats
+    from Utils.logger import UPDATE_FIELDS, RunLogger
+    assert replay_stats([]) == {}
+    stats = replay_stats([{"value_loss": 1.0, "age_steps": 20}, {"value_loss": 3.0, "age_steps": 60}])
+    assert stats == {"replay_value_loss": 2.0, "replay_age_steps": 40.0}
+    logger = RunLogger(str(tmp_path), interval=2)
+    logger.iteration({"entropy": 1.0, **stats})
+    assert logger.iteration({"entropy": 2.0, "replay_age_steps": 140.0})  # a report is due
+    logger.report(global_step=80, replay_len=4)
+    logger.close()
+    with open(tmp_path / "updates.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == UPDATE_FIELDS and len(rows) == 1
+    assert float(rows[0]["entropy"]) == pytest.approx(0.99 * 1.0 + 0.01 * 2.0)
+    assert float(rows[0]["replay_age_steps"]) == pytest.approx(0.99 * 40 + 0.01 * 140)
+    assert rows[0]["pg_loss"] == "" and rows[0]["global_step"] == "80"

@@ -27,7 +27,8 @@ PLAY_FLAGS = ("weights", "episodes", "noop_max", "sticky", "max_frames", "greedy
 TRAIN_FLAGS = ("interval", "checkpoint_minutes", "train_from_scratch", "resume", "recurrent",
                "n_workers", "total_steps", "max_episodes", "config", "save_replay",
                "max_bad_updates", "stop_on_save_error", "backend", "ray_address", "ray_mode",
-               "sync_every", "max_policy_lag", "learner_device", "stall_minutes", "precision",
+               "sync_every", "max_policy_lag", "learner_batch", "learner_device", "stall_minutes",
+               "precision",
                "logs_dir", "run_name")
 
 
@@ -92,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_policy_lag", type=int, default=None, metavar="UPDATES",
                    help="actor_learner: an actor whose last rollout lagged the learner by more "
                         "than this many updates pulls weights at once (default 0: no limit)")
+    p.add_argument("--learner_batch", type=int, default=None, metavar="B",
+                   help=f"actor_learner: rollouts per learner update (default "
+                        f"{defaults.learner_batch}: one Adam step per trajectory, as in the other "
+                        f"modes; B > 1: B times fewer steps, each on the mean loss of B)")
     p.add_argument("--learner_device", default=None,
                    help="actor_learner: cpu (default) or cuda, where the learner runs")
     p.add_argument("--stall_minutes", type=float, default=None, metavar="M",

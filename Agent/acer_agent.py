@@ -145,30 +145,48 @@ class ACERAgent:
     def update(self, trajectory: dict[str, np.ndarray], sync: bool = True) -> dict[str, float] | None:
         """One ACER update of the shared network on ``trajectory`` (first syncing the local
         network with the global one, unless ``sync`` is False); its stats, or None if skipped."""
+        return self.update_batch([trajectory], sync)
+
+    def update_batch(self, trajectories: list[dict[str, np.ndarray]],
+                     sync: bool = True) -> dict[str, float] | None:
+        """One ACER update on several trajectories at once (the actor-learner mode's
+        ``--learner_batch``): the loss is the mean of their losses, so one Adam step stands
+        for all of them. One trajectory: :meth:`update`."""
         if sync:
             self.sync()
-        loss, stats = self.loss(trajectory)
+        loss, stats = self.loss_batch(trajectories)
         # the step also moves the average network: avg <- polyak * global + (1 - polyak) * avg
         return update_global(loss, stats, self.local_params, self.params, self.cfg, self.counters,
                              self.worker_id)
 
     def loss(self, trajectory: dict[str, np.ndarray]) -> tuple[torch.Tensor, dict]:
         """ACER's loss on ``trajectory`` under the local network, and its statistics."""
+        return self.loss_batch([trajectory])
+
+    def loss_batch(self, trajectories: list[dict[str, np.ndarray]]) -> tuple[torch.Tensor, dict]:
+        """ACER's loss on B trajectories of k steps under the local network: one forward pass
+        over all their states, the math on [k, B, A] (every term is a mean over the k*B steps,
+        so the loss is the mean of the B trajectories' losses), and its statistics."""
         cfg = self.cfg
-        states = self.tensor(trajectory["states"])
+        batch = len(trajectories)
+        states = self.tensor(np.stack([t["states"] for t in trajectories], axis=1))  # [k+1, B, ...]
+        states = states.reshape(-1, *states.shape[2:])
         if self.channels_last:
             states = states.contiguous(memory_format=torch.channels_last)
         logits, q = self.local_net(states, bf16_trunk=self.bf16)
+        logits, q = logits.view(-1, batch, logits.shape[-1]), q.view(-1, batch, q.shape[-1])
         with torch.no_grad():
-            average_logits, _ = self.params.average_net(states[:-1], bf16_trunk=self.bf16)
-            bootstrap_value = (torch.softmax(logits[-1], -1) * q[-1]).sum()
-            rewards = self.rewards_with_truncations(
-                trajectory, lambda: self.values(self.tensor(trajectory["final_states"])))
+            average_logits, _ = self.params.average_net(states[:-batch], bf16_trunk=self.bf16)
+            average_logits = average_logits.view(-1, batch, average_logits.shape[-1])
+            bootstrap_value = (torch.softmax(logits[-1], -1) * q[-1]).sum(-1)
+            rewards = torch.stack([self.rewards_with_truncations(
+                t, lambda t=t: self.values(self.tensor(t["final_states"]))) for t in trajectories], 1)
+
+        def stacked(key: str) -> torch.Tensor:
+            return self.tensor(np.stack([t[key] for t in trajectories], axis=1))
         loss, stats = acer_loss(
-            logits[:-1], q[:-1], average_logits,
-            self.tensor(trajectory["actions"]), rewards,
-            self.tensor(trajectory["dones"]), self.tensor(trajectory["mus"]),
-            bootstrap_value, gamma=cfg.gamma, c=cfg.c, delta=cfg.delta,
+            logits[:-1], q[:-1], average_logits, stacked("actions"), rewards, stacked("dones"),
+            stacked("mus"), bootstrap_value, gamma=cfg.gamma, c=cfg.c, delta=cfg.delta,
             entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef,
             trust_region=cfg.trust_region)
         return loss, stats

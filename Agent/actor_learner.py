@@ -65,6 +65,8 @@ from Utils.config import Config, ConfigError
 
 PIPELINE = 2          # rollout requests queued per actor
 MAX_RESTARTS = 3      # restarts of one actor before the run stops naming it
+STARTUP_GRACE_S = 180.0  # before any actor stepped, a stall is reported after at least this long
+                         # (start-ups of 87-91 s were measured here on loaded cores)
 # Weights from Ray's object store are read-only; they are only ever copied from.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
@@ -232,6 +234,7 @@ class Learner:
                              for _ in range(cfg.n_workers - 1)]
         self.updates = 0
         self.busy_s = 0.0
+        self.waiting: list[tuple[int, int]] = []   # (actor, trajectory) received, not yet learned
 
     @property
     def version(self) -> int:
@@ -266,24 +269,27 @@ class Learner:
             replay.add_frame(message["frames"][j], first=bool(message["first"][j]))
         return replay
 
-    def learn(self, worker_id: int) -> dict | None:
-        """ACER's updates for actor ``worker_id``'s latest rollout: the on-policy one, from the
-        latest weights, then Poisson(replay_ratio) on trajectories from its replay (each
-        ``ACERAgent.update``); the first's statistics."""
-        replay, agent = self.replays[worker_id], self.agent
-        agent.worker_id = worker_id
-        stats = agent.update(replay.latest())
-        n = 1
+    def learn(self, batch: list[tuple[int, int]]) -> dict | None:
+        """ACER's updates for a batch of rollouts, each (actor, trajectory number in that
+        actor's replay): the on-policy update on them, from the latest weights, then
+        Poisson(replay_ratio) updates on one trajectory drawn from each of their actors'
+        replays (each ``ACERAgent.update_batch``); the first's statistics. With one rollout per
+        batch (``--learner_batch 1``) these are ``ACERAgent.update``'s updates, one Adam step
+        per trajectory as in the other modes; updates are counted in the first actor's row."""
+        agent = self.agent
+        agent.worker_id = batch[0][0]
+        stats = agent.update_batch([self.replays[i].trajectory(n) for i, n in batch])
+        n_updates = 1
         if self.cfg.replay_ratio > 0:
             for _ in range(self.rng.poisson(self.cfg.replay_ratio)):
-                agent.update(replay.sample(self.rng))
-                n += 1
-        self.updates += n
-        self.counters[worker_id, ITERATIONS] += 1
+                agent.update_batch([self.replays[i].sample(self.rng) for i, _ in batch])
+                n_updates += 1
+        self.updates += n_updates
         return stats
 
     def ingest(self, message: dict) -> list[tuple]:
-        """Add a rollout and learn from it; the trainer's messages for it."""
+        """Add a rollout, and learn once ``learner_batch`` rollouts are waiting; the trainer's
+        messages for it (its statistics only when it completed a batch)."""
         t0 = time.perf_counter()
         i = message["worker_id"]
         row = message["counters"]
@@ -291,7 +297,12 @@ class Learner:
             replay = self.add(message)
             self.counters[i, STEPS] = int(row[STEPS])
             self.counters[i, EPISODES] = int(row[EPISODES])
-            stats = self.learn(i)
+            self.counters[i, ITERATIONS] += 1
+            self.waiting.append((i, replay.newest()))
+            stats = None
+            if len(self.waiting) >= self.cfg.learner_batch:
+                batch, self.waiting = self.waiting, []
+                stats = self.learn(batch)
         self.busy_s += time.perf_counter() - t0
         return [("iteration", i, stats or {}, len(replay))]
 
@@ -439,6 +450,8 @@ class ActorLearnerBackend:
             if not ready or time.time() >= deadline or self.failures:
                 break
         stall_s = 60.0 * self.cfg.stall_minutes
+        if not self.stepping:   # actors still starting (Ray workers importing torch) get longer
+            stall_s = max(stall_s, STARTUP_GRACE_S)
         if (self.pending and not self.stopping and not self.failures
                 and time.time() - self.last_progress > stall_s):
             waiting = ", ".join(f"actor {i}" for i in sorted(set(self.pending.values())))

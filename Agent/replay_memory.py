@@ -150,7 +150,11 @@ class ReplayMemory:
 
     def latest(self) -> dict[str, np.ndarray]:
         """The most recently completed trajectory."""
-        return self.trajectory(self._range()[1])
+        return self.trajectory(self.newest())
+
+    def newest(self) -> int:
+        """The number of the most recently completed trajectory."""
+        return self._range()[1]
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """A trajectory drawn uniformly from those in memory."""
@@ -165,7 +169,7 @@ class ReplayMemory:
 
     def age(self, n: int) -> int:
         """How many of this memory's trajectories were completed after trajectory ``n``."""
-        return self._range()[1] - n
+        return self.newest() - n
 
     _ARRAYS = ("frames", "first", "actions", "rewards", "dones", "mus", "truncated")
 

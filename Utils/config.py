@@ -126,6 +126,10 @@ class Config:
     max_policy_lag: int = setting(0, run=True, only="acer", low=0, hint="0: no limit",
                                   help="actor_learner: an actor whose last rollout lagged the "
                                        "learner by more updates pulls weights at once (0: no limit)")
+    learner_batch: int = setting(1, run=True, only="acer", low=1,
+                                 help="actor_learner: rollouts per learner update (1: one Adam "
+                                      "step per trajectory, as in the other modes; b > 1: b times "
+                                      "fewer steps, each on the mean loss of b trajectories)")
     learner_device: str = setting("cpu", run=True, only="acer", choices=LEARNER_DEVICES,
                                   help="actor_learner: where the learner's networks and Adam live")
     stall_minutes: float = setting(15.0, run=True, only="acer", low=0, low_open=True,

@@ -97,8 +97,8 @@ def break_learner_after(n_rollouts: int, models_dir: str = "Models") -> None:
     from Agent.actor_learner import Learner
     learn, calls = Learner.learn, [0]
 
-    def failing_learn(self, worker_id):
-        stats = learn(self, worker_id)
+    def failing_learn(self, batch):
+        stats = learn(self, batch)
         calls[0] += 1
         if calls[0] >= n_rollouts:
             for path in glob.glob(os.path.join(models_dir, "*", "checkpoint.pth")):

@@ -104,6 +104,73 @@ def test_the_learner_makes_poisson_replayed_updates_from_that_actors_replay():
     assert int(adam.step_count) == int(counters[0, UPDATES]) == 5 + draws == learner.updates
 
 
+@pytest.mark.parametrize("env_name", ["CartPole-v1", "PongNoFrameskip-v4"])
+def test_a_batched_loss_is_the_mean_of_the_trajectories_losses(env_name):
+    # --learner_batch: one forward pass over B trajectories; the loss (and so its gradient) is
+    # the mean of the B single-trajectory losses, and B = 1 is the single loss bit for bit.
+    cfg = Config(env_name=env_name, n_workers=1, k=5, total_memory_size=200, seed=5)
+    env = make_env(env_name, training=True, frame_stack=cfg.frame_stack)
+    obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
+    net, average, adam, counters = shared_state(cfg, obs_shape, n_actions)
+    with torch.no_grad():   # an average network apart from the policy: the trust region acts
+        for p in average.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    agent = ACERAgent(cfg, SharedParameters(net, average, adam, cfg.polyak), counters, 0, env,
+                      np.random.default_rng(0))
+    env.close()
+    actor = RolloutActor(0, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
+                         flatten(net.parameters()), 0)
+    trajectories = []
+    for _ in range(3):
+        actor.rollout(None, None, counters.numpy().copy())
+        trajectories.append(actor.agent.replay.latest())
+    agent.sync()
+    params = agent.local_params
+
+    def loss_and_grads(batch):
+        loss, stats = agent.loss_batch(batch)
+        return loss, torch.autograd.grad(loss, params), stats
+    single = [loss_and_grads([t]) for t in trajectories]
+    loss, grads, stats = loss_and_grads(trajectories)
+    torch.testing.assert_close(loss, sum(s[0] for s in single) / 3)
+    for g, *parts in zip(grads, *(s[1] for s in single)):
+        torch.testing.assert_close(g, sum(parts) / 3)
+    torch.testing.assert_close(stats["value_loss"], sum(s[2]["value_loss"] for s in single) / 3)
+    one_loss, one_grads, _ = loss_and_grads(trajectories[:1])
+    legacy_loss, _ = agent.loss(trajectories[0])
+    assert torch.equal(one_loss, single[0][0]) and torch.equal(legacy_loss, single[0][0])
+
+
+def test_the_learner_with_batch_2_makes_one_update_per_two_rollouts():
+    cfg = Config(env_name="CartPole-v1", n_workers=2, k=10, total_memory_size=400, seed=6,
+                 replay_ratio=0.0, learner_batch=2)
+    env = make_env(cfg.env_name, training=True)
+    obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
+    net, average, adam, counters = shared_state(cfg, obs_shape, n_actions)
+    ref_net, ref_average = copy.deepcopy(net), copy.deepcopy(average)
+    ref_adam = SharedAdam(ref_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    reference = ACERAgent(cfg, SharedParameters(ref_net, ref_average, ref_adam, cfg.polyak),
+                          counters.clone(), 0, env, np.random.default_rng(0))
+    env.close()
+    learner = Learner(cfg, obs_shape, n_actions, net, average, adam, counters)
+    actors = [RolloutActor(i, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
+                           flatten(net.parameters()), 0) for i in range(2)]
+    for actor in actors + actors[:1]:       # rollouts from actor 0, 1, 0: one batch and a half
+        message = actor.rollout(None, None, counters.numpy().copy())
+        stats = learner.ingest(message)[0][2]
+        if actor is actors[1]:
+            reference.update_batch([actors[0].agent.replay.trajectory(0),
+                                    actors[1].agent.replay.trajectory(0)])
+            assert "value_loss" in stats
+        else:
+            assert stats == {}                # waiting for the batch to fill
+    assert int(adam.step_count) == learner.updates == 1 and learner.waiting == [(0, 1)]
+    assert counters[:, ITERATIONS].tolist() == [2, 1]
+    for a, b in zip(list(net.parameters()) + list(average.parameters()),
+                    list(ref_net.parameters()) + list(ref_average.parameters())):
+        assert torch.equal(a, b)
+
+
 def test_a_restarted_stream_stores_the_cut_episode_as_a_truncation():
     replay = ReplayMemory(capacity=4, k=2, frame_shape=(3,), mu_width=2, frame_dtype=np.float32)
     replay.add_frame(np.full(3, 0.0, np.float32), first=True)

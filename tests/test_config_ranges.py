@@ -22,7 +22,7 @@ RANGED = [name for name, f in FIELDS.items()
 SPEC = {
     "algo": ("acer", "a3c"), "backend": ("local", "ray"), "precision": ("fp32", "bf16"),
     "ray_mode": ("hogwild", "actor_learner"), "learner_device": ("cpu", "cuda"),
-    "sync_every": "[1, inf)", "max_policy_lag": "[0, inf)", "stall_minutes": "(0, inf)",
+    "sync_every": "[1, inf)", "learner_batch": "[1, inf)", "max_policy_lag": "[0, inf)", "stall_minutes": "(0, inf)",
     "n_workers": "[1, inf)", "interval": "[0, inf)", "checkpoint_minutes": "(0, inf)",
     "total_steps": "[0, inf)", "max_episodes": "[0, inf)", "max_bad_updates": "[0, inf)",
     "lr": "(0, inf)", "adam_eps": "(0, inf)", "entropy_coef": "[0, inf)", "gamma": "[0, 1]",

@@ -1,0 +1,97 @@
+"""The actor-learner mode's learner: milliseconds per ACER update against ``--learner_batch``.
+
+    python bench/learner_batch.py [--env_name PongNoFrameskip-v4] [--batches 1 2 4 8 16]
+                                  [--threads 1] [--repeats 20]
+
+Fills one replay with real environment steps of the untrained policy, then times
+``ACERAgent.update_batch`` (the learner's update: forward and backward of B trajectories of
+k steps, the average network's forward, the Adam step and the Polyak step) on B trajectories
+drawn from it, for each B, in this process with ``--threads`` intra-op threads. Prints per B:
+ms per update, ms per trajectory, and the learner's limit in agent steps/s,
+k B / ((1 + replay_ratio) U_B), the rate at which one learner keeps up with its actors.
+Numbers are for this machine's CPU; a quiet machine is needed for them to mean anything.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from Agent.parameters import N_COUNTERS, SharedParameters  # noqa: E402
+from Agent.worker import make_agent, rollout  # noqa: E402
+from NN.networks import build_network  # noqa: E402
+from NN.shared_adam import SharedAdam  # noqa: E402
+from Utils.atari_wrappers import make_env  # noqa: E402
+from Utils.config import load_config  # noqa: E402
+
+
+class _Quiet:
+    """A worker Reporter that reports nothing."""
+
+    def step(self, info) -> None:
+        pass
+
+
+def filled_agent(env_name: str, rollouts: int, seed: int = 0):
+    """An ACER agent on ``env_name`` whose replay holds ``rollouts`` trajectories."""
+    cfg = load_config(os.path.join(ROOT, "training_configs.yml"), "acer", {"env_name": env_name})
+    env = make_env(env_name, training=True, frame_stack=cfg.frame_stack)
+    obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
+    torch.manual_seed(seed)
+    net = build_network("acer", obs_shape, n_actions, cfg.to_dict())
+    average = build_network("acer", obs_shape, n_actions, cfg.to_dict())
+    average.load_state_dict(net.state_dict())
+    params = SharedParameters(net, average, SharedAdam(net.parameters(), lr=cfg.lr), cfg.polyak)
+    counters = torch.zeros(1, N_COUNTERS, dtype=torch.int64)
+    agent = make_agent(cfg, params, counters, 0, env, np.random.default_rng(seed))
+    obs, _ = env.reset(seed=seed)
+    agent.observe(obs, first=True)
+    for _ in range(rollouts):
+        obs = rollout(agent, env, obs, cfg.reward_scale, _Quiet())
+    env.close()
+    return cfg, agent
+
+
+def time_batches(agent, batches: list[int], repeats: int, rng: np.random.Generator) -> dict:
+    """Median seconds per ``update_batch`` for each batch size (after one untimed update)."""
+    out = {}
+    for b in batches:
+        samples = []
+        for r in range(repeats + 1):
+            trajectories = [agent.replay.sample(rng) for _ in range(b)]
+            t = time.perf_counter()
+            agent.update_batch(trajectories)
+            if r:
+                samples.append(time.perf_counter() - t)
+        out[b] = float(np.median(samples))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env_name", default="PongNoFrameskip-v4")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=20)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg, agent = filled_agent(args.env_name, rollouts=max(args.batches) + 4)
+    seconds = time_batches(agent, args.batches, args.repeats, np.random.default_rng(1))
+    updates_per_rollout = 1 + cfg.replay_ratio
+    print(f"{args.env_name}, k {cfg.k}, replay ratio {cfg.replay_ratio:g}, {args.threads} thread(s), "
+          f"torch {torch.__version__}; median of {args.repeats} updates")
+    print("batch | ms per update | ms per trajectory | learner limit (agent steps/s)")
+    for b, s in seconds.items():
+        limit = cfg.k * b / (updates_per_rollout * s)
+        print(f"{b:5d} | {1e3 * s:13.1f} | {1e3 * s / b:17.1f} | {limit:10.0f}")
+
+
+if __name__ == "__main__":
+    main()

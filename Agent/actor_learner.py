@@ -234,7 +234,7 @@ class Learner:
                              for _ in range(cfg.n_workers - 1)]
         self.updates = 0
         self.busy_s = 0.0
-        self.waiting: list[tuple[int, int]] = []   # (actor, trajectory) received, not yet learned
+        self.waiting: list[tuple[int, dict]] = []  # (actor, trajectory) received, not yet learned
 
     @property
     def version(self) -> int:
@@ -269,16 +269,17 @@ class Learner:
             replay.add_frame(message["frames"][j], first=bool(message["first"][j]))
         return replay
 
-    def learn(self, batch: list[tuple[int, int]]) -> dict | None:
-        """ACER's updates for a batch of rollouts, each (actor, trajectory number in that
-        actor's replay): the on-policy update on them, from the latest weights, then
+    def learn(self, batch: list[tuple[int, dict]]) -> dict | None:
+        """ACER's updates for a batch of rollouts, each (actor, its trajectory as it arrived,
+        copied out of the replay): the on-policy update on them, from the latest weights, then
         Poisson(replay_ratio) updates on one trajectory drawn from each of their actors'
         replays (each ``ACERAgent.update_batch``); the first's statistics. With one rollout per
         batch (``--learner_batch 1``) these are ``ACERAgent.update``'s updates, one Adam step
-        per trajectory as in the other modes; updates are counted in the first actor's row."""
+        per trajectory as in the other modes. A batch's updates (and skipped ones) are counted
+        in its first actor's row, so ``--max_bad_updates`` names that actor."""
         agent = self.agent
         agent.worker_id = batch[0][0]
-        stats = agent.update_batch([self.replays[i].trajectory(n) for i, n in batch])
+        stats = agent.update_batch([trajectory for _, trajectory in batch])
         n_updates = 1
         if self.cfg.replay_ratio > 0:
             for _ in range(self.rng.poisson(self.cfg.replay_ratio)):
@@ -298,7 +299,8 @@ class Learner:
             self.counters[i, STEPS] = int(row[STEPS])
             self.counters[i, EPISODES] = int(row[EPISODES])
             self.counters[i, ITERATIONS] += 1
-            self.waiting.append((i, replay.newest()))
+            # a copy: a later rollout (or an actor's restart) can change or evict it in the replay
+            self.waiting.append((i, replay.latest()))
             stats = None
             if len(self.waiting) >= self.cfg.learner_batch:
                 batch, self.waiting = self.waiting, []

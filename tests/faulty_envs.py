@@ -88,7 +88,8 @@ class SlowClosingCartPole(_CountingCartPole):
 
 def break_learner_after(n_rollouts: int, models_dir: str = "Models") -> None:
     """Make ``Agent.actor_learner.Learner.learn`` raise ``RuntimeError`` on its
-    ``n_rollouts``-th call, after that call's updates changed the weights. Just before raising,
+    ``n_rollouts``-th call (its n-th batch: the n-th rollout with ``--learner_batch 1``), after
+    that call's updates changed the weights. Just before raising,
     each ``<models_dir>/*/checkpoint.pth`` is copied to ``checkpoint.pth.at_fault``: the bytes
     the run must leave in place. Call it in the driver before ``main.py`` runs, e.g.
     ``python -c "from tests.faulty_envs import break_learner_after; break_learner_after(30);

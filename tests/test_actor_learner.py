@@ -107,7 +107,8 @@ def test_the_learner_makes_poisson_replayed_updates_from_that_actors_replay():
 @pytest.mark.parametrize("env_name", ["CartPole-v1", "PongNoFrameskip-v4"])
 def test_a_batched_loss_is_the_mean_of_the_trajectories_losses(env_name):
     # --learner_batch: one forward pass over B trajectories; the loss (and so its gradient) is
-    # the mean of the B single-trajectory losses, and B = 1 is the single loss bit for bit.
+    # the mean of the B single-trajectory losses (to rounding: the batched convolutions sum in
+    # another order).
     cfg = Config(env_name=env_name, n_workers=1, k=5, total_memory_size=200, seed=5)
     env = make_env(env_name, training=True, frame_stack=cfg.frame_stack)
     obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
@@ -123,7 +124,9 @@ def test_a_batched_loss_is_the_mean_of_the_trajectories_losses(env_name):
     trajectories = []
     for _ in range(3):
         actor.rollout(None, None, counters.numpy().copy())
-        trajectories.append(actor.agent.replay.latest())
+        trajectory = actor.agent.replay.latest()
+        trajectory["rewards"][::2] = -1.0     # advantages of both signs: the trust region binds
+        trajectories.append(trajectory)
     agent.sync()
     params = agent.local_params
 
@@ -136,14 +139,40 @@ def test_a_batched_loss_is_the_mean_of_the_trajectories_losses(env_name):
     for g, *parts in zip(grads, *(s[1] for s in single)):
         torch.testing.assert_close(g, sum(parts) / 3)
     torch.testing.assert_close(stats["value_loss"], sum(s[2]["value_loss"] for s in single) / 3)
-    one_loss, one_grads, _ = loss_and_grads(trajectories[:1])
-    legacy_loss, _ = agent.loss(trajectories[0])
-    assert torch.equal(one_loss, single[0][0]) and torch.equal(legacy_loss, single[0][0])
+    assert 0 < float(stats["trust_region_active"]) < 1
+    # ACERAgent.loss, which every update of one trajectory takes (update_batch of one too), is
+    # the loss as written before batching, bit for bit
+    for t, (loss_1, grads_1, _) in zip(trajectories, single):
+        old_loss, new_loss = single_trajectory_loss(agent, t), agent.loss(t)[0]
+        assert torch.equal(old_loss, new_loss)
+        assert all(torch.equal(a, b) for a, b in zip(torch.autograd.grad(old_loss, params),
+                                                     torch.autograd.grad(new_loss, params)))
+
+
+def single_trajectory_loss(agent, trajectory):
+    """ACERAgent.loss as it was before --learner_batch (one trajectory, no batch dimension)."""
+    from Agent.acer_math import acer_loss
+    cfg = agent.cfg
+    states = agent.tensor(trajectory["states"])
+    if agent.channels_last:
+        states = states.contiguous(memory_format=torch.channels_last)
+    logits, q = agent.local_net(states, bf16_trunk=agent.bf16)
+    with torch.no_grad():
+        average_logits, _ = agent.params.average_net(states[:-1], bf16_trunk=agent.bf16)
+        bootstrap_value = (torch.softmax(logits[-1], -1) * q[-1]).sum()
+        rewards = agent.rewards_with_truncations(
+            trajectory, lambda: agent.values(agent.tensor(trajectory["final_states"])))
+    loss, _ = acer_loss(logits[:-1], q[:-1], average_logits, agent.tensor(trajectory["actions"]),
+                        rewards, agent.tensor(trajectory["dones"]), agent.tensor(trajectory["mus"]),
+                        bootstrap_value, gamma=cfg.gamma, c=cfg.c, delta=cfg.delta,
+                        entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef,
+                        trust_region=cfg.trust_region)
+    return loss
 
 
 def test_the_learner_with_batch_2_makes_one_update_per_two_rollouts():
     cfg = Config(env_name="CartPole-v1", n_workers=2, k=10, total_memory_size=400, seed=6,
-                 replay_ratio=0.0, learner_batch=2)
+                 learner_batch=2)
     env = make_env(cfg.env_name, training=True)
     obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
     net, average, adam, counters = shared_state(cfg, obs_shape, n_actions)
@@ -153,18 +182,24 @@ def test_the_learner_with_batch_2_makes_one_update_per_two_rollouts():
                           counters.clone(), 0, env, np.random.default_rng(0))
     env.close()
     learner = Learner(cfg, obs_shape, n_actions, net, average, adam, counters)
+    rng = copy.deepcopy(learner.rng)
     actors = [RolloutActor(i, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
                            flatten(net.parameters()), 0) for i in range(2)]
     for actor in actors + actors[:1]:       # rollouts from actor 0, 1, 0: one batch and a half
         message = actor.rollout(None, None, counters.numpy().copy())
         stats = learner.ingest(message)[0][2]
-        if actor is actors[1]:
+        if actor is actors[1]:              # the batch: on-policy, then Poisson(4) replayed
             reference.update_batch([actors[0].agent.replay.trajectory(0),
                                     actors[1].agent.replay.trajectory(0)])
+            replayed = rng.poisson(cfg.replay_ratio)
+            for _ in range(replayed):
+                reference.update_batch([learner.replays[0].sample(rng), learner.replays[1].sample(rng)])
             assert "value_loss" in stats
         else:
             assert stats == {}                # waiting for the batch to fill
-    assert int(adam.step_count) == learner.updates == 1 and learner.waiting == [(0, 1)]
+    assert replayed > 0
+    assert int(adam.step_count) == learner.updates == 1 + replayed
+    assert [i for i, _ in learner.waiting] == [0]
     assert counters[:, ITERATIONS].tolist() == [2, 1]
     for a, b in zip(list(net.parameters()) + list(average.parameters()),
                     list(ref_net.parameters()) + list(ref_average.parameters())):

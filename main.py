@@ -28,8 +28,7 @@ TRAIN_FLAGS = ("interval", "checkpoint_minutes", "train_from_scratch", "resume",
                "n_workers", "total_steps", "max_episodes", "config", "save_replay",
                "max_bad_updates", "stop_on_save_error", "backend", "ray_address", "ray_mode",
                "sync_every", "max_policy_lag", "learner_batch", "learner_device", "stall_minutes",
-               "precision",
-               "logs_dir", "run_name")
+               "precision", "logs_dir", "run_name")
 
 
 class Parser(argparse.ArgumentParser):

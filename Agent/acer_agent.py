@@ -151,36 +151,17 @@ class ACERAgent:
                      sync: bool = True) -> dict[str, float] | None:
         """One ACER update on several trajectories at once (the actor-learner mode's
         ``--learner_batch``): the loss is the mean of their losses, so one Adam step stands
-        for all of them. One trajectory takes :meth:`loss`, the path of every other mode (the
-        batched forward pass is not bit for bit the same on a convolutional network)."""
+        for all of them."""
         if sync:
             self.sync()
-        loss, stats = (self.loss(trajectories[0]) if len(trajectories) == 1
-                       else self.loss_batch(trajectories))
+        loss, stats = self.loss_batch(trajectories)
         # the step also moves the average network: avg <- polyak * global + (1 - polyak) * avg
         return update_global(loss, stats, self.local_params, self.params, self.cfg, self.counters,
                              self.worker_id)
 
     def loss(self, trajectory: dict[str, np.ndarray]) -> tuple[torch.Tensor, dict]:
         """ACER's loss on ``trajectory`` under the local network, and its statistics."""
-        cfg = self.cfg
-        states = self.tensor(trajectory["states"])
-        if self.channels_last:
-            states = states.contiguous(memory_format=torch.channels_last)
-        logits, q = self.local_net(states, bf16_trunk=self.bf16)
-        with torch.no_grad():
-            average_logits, _ = self.params.average_net(states[:-1], bf16_trunk=self.bf16)
-            bootstrap_value = (torch.softmax(logits[-1], -1) * q[-1]).sum()
-            rewards = self.rewards_with_truncations(
-                trajectory, lambda: self.values(self.tensor(trajectory["final_states"])))
-        loss, stats = acer_loss(
-            logits[:-1], q[:-1], average_logits,
-            self.tensor(trajectory["actions"]), rewards,
-            self.tensor(trajectory["dones"]), self.tensor(trajectory["mus"]),
-            bootstrap_value, gamma=cfg.gamma, c=cfg.c, delta=cfg.delta,
-            entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef,
-            trust_region=cfg.trust_region)
-        return loss, stats
+        return self.loss_batch([trajectory])
 
     def loss_batch(self, trajectories: list[dict[str, np.ndarray]]) -> tuple[torch.Tensor, dict]:
         """ACER's loss on B trajectories of k steps under the local network: one forward pass

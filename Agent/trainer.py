@@ -266,8 +266,7 @@ class LocalBackend:
         :func:`Agent.worker.worker_entry`). A killed worker's own state is not saved; a resume
         starts it afresh."""
         announced = False
-        while self._worth_waiting():
-            saving = self._saving()
+        while self._worth_waiting(saving := self._saving()):
             if not announced and saving:
                 print(f"waiting for worker(s) {', '.join(map(str, saving))} to finish saving "
                       "their state", file=sys.stderr, flush=True)
@@ -285,12 +284,11 @@ class LocalBackend:
         marks = self.trainer.counters[:, SAVING].tolist()
         return [i for i, w in enumerate(self.processes) if w.is_alive() and marks[i]]
 
-    def _worth_waiting(self) -> bool:
-        """Whether a live worker is saving (before its deadline) or may still begin to."""
+    def _worth_waiting(self, saving: list[int]) -> bool:
+        """Whether a live worker is ``saving`` (before its deadline) or may still begin to."""
         if self.stop_time is None:   # never asked to stop: nothing to wait for
             return False
         waited = time.monotonic() - self.stop_time
-        saving = self._saving()
         return any(w.is_alive() and waited < (SAVE_TIMEOUT_S if i in saving else STUCK_TIMEOUT_S)
                    for i, w in enumerate(self.processes))
 

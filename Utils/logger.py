@@ -6,9 +6,9 @@ Reward`` and ``Episode length`` by episode; ``Running PG Loss``, ``Running
 Value Loss`` and ``Running Grad Norm`` (and ``Running Entropy``) by iteration; plus ``Steps per second``
 by global step. ACER's diagnostics (trust-region activity, KL to the average policy, the
 replayed updates' Q error, truncated importance weight and age) go under ``ACER/...`` by
-iteration, and every report appends all update statistics to ``updates.csv``. Running values are exponential averages with weight 0.99 on
-the old value, started at the first value. Episodes are whole games with raw
-(unclipped) scores. ``episodes.csv`` beside the events keeps every episode so
+iteration, and every report appends all update statistics to ``updates.csv``. Running values
+are exponential averages with weight 0.99 on the old value, started at the first value.
+Episodes are whole games with raw (unclipped) scores. ``episodes.csv`` beside the events keeps every episode so
 plots need no TensorBoard; its ``wall_time`` is seconds of training, summed over
 resumes (the time between a stop and its resume is not counted).
 
@@ -53,6 +53,17 @@ def hms(seconds: float) -> str:
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def open_csv(path: str, fields: tuple[str, ...]):
+    """``path`` opened for appending, with a CSV writer; the header is written to a new file
+    only (a resumed run continues its files)."""
+    new = not os.path.exists(path)
+    fh = open(path, "a", newline="")
+    writer = csv.writer(fh)
+    if new:
+        writer.writerow(fields)
+    return fh, writer
+
+
 def running_average(old: float | None, new: float, weight: float = 0.99) -> float:
     """Exponential average with ``weight`` on the old value; the first value starts it."""
     return new if old is None else weight * old + (1.0 - weight) * new
@@ -87,12 +98,7 @@ class RunLogger:
         # continue from the checkpoint's figure rather than restarting at zero.
         self.t0 = time.time() - float(start.get("train_seconds", 0.0))
         self.rate_t, self.rate_steps, self.steps_per_second = time.time(), None, None
-        csv_path = os.path.join(log_dir, "episodes.csv")
-        new = not os.path.exists(csv_path)
-        self.csv_file = open(csv_path, "a", newline="")
-        self.csv = csv.writer(self.csv_file)
-        if new:
-            self.csv.writerow(EPISODE_FIELDS)
+        self.csv_file, self.csv = open_csv(os.path.join(log_dir, "episodes.csv"), EPISODE_FIELDS)
 
     def episode(self, worker: int, reward: float, length: int, global_step: int) -> None:
         """Record one finished game."""
@@ -113,12 +119,8 @@ class RunLogger:
         """Record one life a worker ended (the original's episode; raw score); ``game_over``:
         it was the game's last."""
         if self.lives_csv is None:
-            path = os.path.join(self.log_dir, "lives.csv")
-            new = not os.path.exists(path)
-            self.lives_csv_file = open(path, "a", newline="")
-            self.lives_csv = csv.writer(self.lives_csv_file)
-            if new:
-                self.lives_csv.writerow(LIFE_FIELDS)
+            self.lives_csv_file, self.lives_csv = open_csv(os.path.join(self.log_dir, "lives.csv"),
+                                                           LIFE_FIELDS)
         self.lives += 1
         while len(self.worker_lives) <= worker:
             self.worker_lives.append(0)
@@ -191,12 +193,8 @@ class RunLogger:
         if all(v is None for v in self.running.values()):
             return
         if self.updates_csv_file is None:
-            path = os.path.join(self.log_dir, "updates.csv")
-            new = not os.path.exists(path)
-            self.updates_csv_file = open(path, "a", newline="")
-            self.updates_csv = csv.writer(self.updates_csv_file)
-            if new:
-                self.updates_csv.writerow(UPDATE_FIELDS)
+            self.updates_csv_file, self.updates_csv = open_csv(
+                os.path.join(self.log_dir, "updates.csv"), UPDATE_FIELDS)
         values = ["" if v is None else f"{v:.6g}" for v in self.running.values()]
         self.updates_csv.writerow([self.iterations, global_step, round(now - self.t0, 3), *values])
         self.updates_csv_file.flush()

@@ -213,3 +213,28 @@ def test_trust_region_limits_the_step_towards_the_average_policy():
     z = trust_region_projection(g, k, DELTA)
     assert float((k * g).sum()) > DELTA
     assert float((k * z).sum()) == pytest.approx(DELTA)
+
+
+def test_projecting_the_mean_gradient_is_the_per_step_projection_with_delta_times_k():
+    """The original projects g of the k-step *mean* objective (each row is g_i / T), so its
+    constraint k_i.(g_i / T) <= delta is ours with delta * T per step: the README's note that
+    ``--delta 20`` reproduces the original's projection at k = 20. Checked with autograd of
+    the mean objective (as the original computes g) against trust_region_projection."""
+    logits, q, mu, avg_logits, a, r, d, boot = random_trajectory(T=6, A=4, seed=4, dones=(1,))
+    T = len(a)
+    f = torch.softmax(logits, -1)
+    f_avg = torch.softmax(avg_logits, -1)
+    q_ret = slow_retrace(r, d, q, f, mu, a, boot)
+    rows = [slow_g_and_k(f[i], q[i], mu[i], int(a[i]), float(q_ret[i]), f_avg[i]) for i in range(T)]
+    g = torch.stack([row[0] for row in rows])   # k.g: 1.7, 1.2, 3.0, -19.6, 25.6, -4.0
+    k = torch.stack([row[1] for row in rows])
+    # the original: project the gradient of the mean over the T steps with delta, step by step
+    g_of_mean = g / T
+    original = torch.stack([slow_projection(g_of_mean[i], k[i], DELTA) for i in range(T)])
+    torch.testing.assert_close(trust_region_projection(g, k, DELTA * T) / T, original)
+    per_step = trust_region_projection(g, k, DELTA) / T
+    binds_here = (k * g).sum(-1) > DELTA
+    binds_there = (k * g).sum(-1) > DELTA * T
+    assert bool((binds_here & ~binds_there).any()), "the case must separate delta from delta * T"
+    assert bool(binds_there.any()), "and bind under both"
+    assert not torch.allclose(per_step, original)

@@ -21,8 +21,8 @@ from typing import NoReturn
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-PLAY_FLAGS = ("weights", "episodes", "noop_max", "sticky", "max_frames", "greedy", "no_video",
-              "render")
+PLAY_FLAGS = ("weights", "episodes", "noop_max", "sticky", "max_frames", "fire_on_new_life",
+              "greedy", "no_video", "render")
 # flags that only training reads (hyperparameters are added from the config)
 TRAIN_FLAGS = ("interval", "checkpoint_minutes", "train_from_scratch", "resume", "recurrent",
                "n_workers", "total_steps", "max_episodes", "config", "save_replay",
@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_frames", type=int, default=108_000, metavar="N",
                    help="play, Atari: end a game as truncated after N emulator frames "
                         "(default 108000, 30 minutes; 0: no cap)")
+    p.add_argument("--fire_on_new_life", action="store_true",
+                   help="play, Atari games that start with FIRE: press it for the agent after each "
+                        "lost life, as training does (not the papers' protocol, where the agent must)")
     p.add_argument("--greedy", action="store_true",
                    help="play: take the most probable action (continuous: the Gaussian's mean)")
     p.add_argument("--no_video", action="store_true", help="play: do not record the first game to Vid/")
@@ -298,7 +301,7 @@ def export_command(args) -> int:
 
 def play_command(args) -> int:
     """Play full games with the chosen weights; print the scores and the protocol summary."""
-    from Utils.atari_wrappers import is_atari, pipeline_note, sticky_probability
+    from Utils.atari_wrappers import game_starts_with_fire, is_atari, pipeline_note, sticky_probability
     from Utils.checkpoint import CheckpointError
     from Utils.evaluation import summarize, summary_line
     from Utils.play import play
@@ -309,6 +312,8 @@ def play_command(args) -> int:
     if args.sticky and sticky_probability(env_name):
         fail(f"--sticky: {env_name} already repeats actions with probability "
              f"{sticky_probability(env_name):g} in the emulator; use a NoFrameskip-v4 id with --sticky")
+    if args.fire_on_new_life and not game_starts_with_fire(env_name):
+        fail(f"--fire_on_new_life is for Atari games that start with FIRE; {env_name} is not one")
     note = pipeline_note(env_name)
     if note:
         print(note)
@@ -316,15 +321,17 @@ def play_command(args) -> int:
     try:
         scores = play(state, env_name, args.episodes, seed, args.greedy,
                       video_dir=None if args.no_video else "Vid", render=args.render,
-                      noop_max=args.noop_max, sticky=args.sticky, max_frames=args.max_frames)
+                      noop_max=args.noop_max, sticky=args.sticky, max_frames=args.max_frames,
+                      fire_on_new_life=args.fire_on_new_life)
     except CheckpointError as err:
         fail(str(err))
     summary = summarize(scores)
     print(f"Mean score over {len(scores)} games: {summary['mean']:.2f} +- {summary['std']:.2f}")
     if is_atari(env_name):
         sticky = args.sticky or sticky_probability(env_name)
+        fire = ", FIRE pressed for the agent at each new life" if args.fire_on_new_life else ""
         print(f"Protocol (no-op starts up to {args.noop_max}, sticky {sticky:g}, "
-              f"cap {args.max_frames:,} frames, {sum(scores.truncated)} truncated): "
+              f"cap {args.max_frames:,} frames{fire}, {sum(scores.truncated)} truncated): "
               f"{summary_line(env_name, scores)}")
     return 0
 

@@ -20,6 +20,8 @@ Written here because Gymnasium lacks them with these semantics:
   ``terminal_on_life_loss`` resets the whole game on the following reset).
 * :class:`FireReset`: presses FIRE (then action 2) after every reset for games
   that wait for it.
+* :class:`FireOnNewLife` (play's ``--fire_on_new_life`` only): the same after every lost
+  life of a full game, as training's episodic life does.
 
 Vector-observation environments (CartPole-v1, Pendulum-v1, MuJoCo, ...) get only
 the episode statistics wrapper and, for Box actions, ``ClipAction``: the agent
@@ -128,8 +130,7 @@ class FireReset(gym.Wrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        meanings = env.unwrapped.get_action_meanings()
-        if len(meanings) < 3 or meanings[1] != "FIRE":
+        if not starts_with_fire(env):
             raise ValueError("FireReset needs a game whose action 1 is FIRE")
 
     def reset(self, **kwargs):
@@ -139,6 +140,67 @@ class FireReset(gym.Wrapper):
             if terminated or truncated:
                 obs, info = self.env.reset(**kwargs)
         return obs, info
+
+
+class FireOnNewLife(gym.Wrapper):
+    """Play only (``--fire_on_new_life``): after a lost life, take NOOP, FIRE and action 2 for
+    the agent, the steps training's :class:`EpisodicLife` and :class:`FireReset` take at every
+    new life, so that games that wait for FIRE (Breakout) go on.
+
+    A departure from the papers' protocol, where the agent itself must press FIRE; an agent
+    trained with :class:`FireReset` never had to. The steps' rewards count in the score and
+    ``info["extra_steps"]`` says how many agent steps were taken beside the agent's own.
+    ``presses`` counts the new lives it started."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        if not starts_with_fire(env):
+            raise ValueError("FireOnNewLife needs a game whose action 1 is FIRE")
+        self.lives, self.presses = 0, 0
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives and not (terminated or truncated):
+            self.presses += 1
+            obs, extra_reward, terminated, truncated, info = self._start_life()
+            reward += extra_reward
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, reward, terminated, truncated, info
+
+    def _start_life(self):
+        """NOOP, FIRE, action 2 (fewer if the game ends on the way)."""
+        total, taken = 0.0, 0
+        for extra in (0, 1, 2):
+            obs, reward, terminated, truncated, info = self.env.step(extra)
+            total, taken = total + float(reward), taken + 1
+            if terminated or truncated:
+                break
+        info["extra_steps"] = taken
+        return obs, total, terminated, truncated, info
+
+
+def starts_with_fire(env: gym.Env) -> bool:
+    """True for an Atari game whose action 1 is FIRE (with at least 3 actions): the games
+    :class:`FireReset` starts."""
+    meanings = env.unwrapped.get_action_meanings()
+    return len(meanings) >= 3 and meanings[1] == "FIRE"
+
+
+def game_starts_with_fire(env_id: str) -> bool:
+    """:func:`starts_with_fire` for an environment id (False for non-Atari ids)."""
+    if not is_atari(env_id):
+        return False
+    env = gym.make(env_id)
+    try:
+        return starts_with_fire(env)
+    finally:
+        env.close()
 
 
 def is_atari(env_id: str) -> bool:
@@ -193,15 +255,17 @@ def pipeline_note(env_id: str) -> str | None:
 
 def make_env(env_id: str, training: bool = True, frame_stack: int = 4,
              render_mode: str | None = None, noop_max: int = 30, sticky: float = 0.0,
-             seed: int | None = None) -> gym.Env:
+             seed: int | None = None, fire_on_new_life: bool = False) -> gym.Env:
     """Build the environment used for training (``training=True``) or play.
 
     Atari: [StickyActions] -> NoopReset(1 to ``noop_max`` no-op frames) -> MaxAndSkip(4) ->
-    Gray 84x84 -> episode statistics -> [EpisodicLife] -> [FireReset] -> [sign-clipped
-    rewards] -> FrameStack(4). Episodic life and reward clipping are for training only; play
+    Gray 84x84 -> episode statistics -> [EpisodicLife] -> [FireReset] -> [FireOnNewLife] ->
+    [sign-clipped rewards] -> FrameStack(4). Episodic life and reward clipping are for training only; play
     sees full games and raw scores. Observations are uint8 arrays of shape (4, 84, 84).
     ``sticky`` > 0 (play's ``--sticky``) repeats the previous frame's action with that
-    probability, drawn from a generator seeded with ``seed``.
+    probability, drawn from a generator seeded with ``seed``. ``fire_on_new_life`` (play's
+    ``--fire_on_new_life``, games that start with FIRE) starts every new life as training
+    does: :class:`FireOnNewLife`.
 
     Vector observations: the raw environment with episode statistics.
     """
@@ -222,9 +286,10 @@ def make_env(env_id: str, training: bool = True, frame_stack: int = 4,
     env = RecordEpisodeStatistics(env)
     if training:
         env = EpisodicLife(env)
-    meanings = env.unwrapped.get_action_meanings()
-    if len(meanings) >= 3 and meanings[1] == "FIRE":
+    if starts_with_fire(env):
         env = FireReset(env)
+        if fire_on_new_life and not training:
+            env = FireOnNewLife(env)
     if training:
         env = TransformReward(env, lambda r: float(np.sign(r)))
     return FrameStackObservation(env, frame_stack, padding_type="reset")

@@ -155,14 +155,15 @@ def find_wrapper(env, wrapper_type):
 def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
          greedy: bool = False, verbose: bool = True, video_dir: str | None = None,
          render: bool = False, noop_max: int = 30, sticky: float = 0.0,
-         max_frames: int = FRAMES_PER_GAME) -> Scores:
+         max_frames: int = FRAMES_PER_GAME, fire_on_new_life: bool = False) -> Scores:
     """Play ``episodes`` full games with the checkpoint's policy; return the raw scores.
 
     With ``video_dir``, the first game is saved there as MP4 and GIF; with ``render``,
     every game is shown in a window (when a display is available). Atari games start with
     1 to ``noop_max`` no-op frames (0: none), repeat the previous frame's action with
     probability ``sticky``, and end truncated after ``max_frames`` emulator frames
-    (4 per agent step; 0: no cap). Game ``i`` resets the environment with ``seed + i``; the
+    (4 per agent step; 0: no cap). ``fire_on_new_life`` takes NOOP, FIRE and action 2 after
+    each lost life, as training did (games that start with FIRE). Game ``i`` resets the environment with ``seed + i``; the
     policy samples from a generator seeded with ``seed``.
     """
     check_env_name(state, env_name)
@@ -171,7 +172,8 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
     # compete with the video encoder (and any training run): 20 ms per forward instead of 1.5.
     torch.set_num_threads(1)
     atari = is_atari(env_name)
-    options = {"noop_max": noop_max, "sticky": sticky, "seed": seed} if atari else {}
+    options = ({"noop_max": noop_max, "sticky": sticky, "seed": seed,
+                "fire_on_new_life": fire_on_new_life} if atari else {})
     env, video_dir, render = open_env(state, env_name, options, video_dir, render, seed)
     try:
         check_spaces(state, env_name, env)
@@ -278,7 +280,8 @@ class Game:
                 policy, hidden = self.net.step(torch.from_numpy(np.asarray(obs)).unsqueeze(0), hidden)
             action = choose_action(policy, self.greedy, self.generator, self.bounds)
             obs, reward, terminated, truncated, info = self.env.step(action)
-            steps, score = steps + 1, score + float(reward)
+            # --fire_on_new_life's NOOP, FIRE, 2 after a lost life are steps of the game too
+            steps, score = steps + 1 + info.get("extra_steps", 0), score + float(reward)
             self._show(recorder, window)
             capped = bool(self.step_cap) and steps >= self.step_cap and not terminated
             if terminated or truncated or capped:

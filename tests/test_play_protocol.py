@@ -2,7 +2,7 @@
 sticky actions, on real Atari games."""
 import pytest
 
-from Utils.atari_wrappers import StickyActions, make_env
+from Utils.atari_wrappers import FireOnNewLife, StickyActions, make_env
 from Utils.evaluation import human_normalized, summarize, summary_line
 from Utils.play import find_wrapper
 
@@ -72,6 +72,37 @@ def test_no_sticky_actions_by_default():
         assert find_wrapper(env, StickyActions) is None
     finally:
         env.close()
+
+
+def noop_game(fire_on_new_life: bool, max_steps: int = 4000):
+    """A full Breakout game (play's environment) where the agent only ever takes NOOP:
+    (steps taken, game over, lives left, the FireOnNewLife wrapper or None)."""
+    env = make_env("BreakoutNoFrameskip-v4", training=False, fire_on_new_life=fire_on_new_life)
+    try:
+        env.reset(seed=3)
+        for step in range(1, max_steps + 1):
+            _, _, terminated, truncated, info = env.step(0)
+            if terminated or truncated:
+                break
+        return step, terminated, env.unwrapped.ale.lives(), find_wrapper(env, FireOnNewLife)
+    finally:
+        env.close()
+
+
+def test_fire_on_new_life_starts_every_life_of_a_full_game():
+    """Breakout waits for FIRE after a lost life: a NOOP agent loses its first ball (launched by
+    FireReset) and then waits forever; with ``fire_on_new_life`` each of the other four balls is
+    launched for it and the game ends."""
+    steps, over, lives, wrapper = noop_game(fire_on_new_life=False)
+    assert (steps, over, lives, wrapper) == (4000, False, 4, None)
+    steps, over, lives, wrapper = noop_game(fire_on_new_life=True)
+    assert over and lives == 0 and steps < 4000 and wrapper.presses == 4
+
+
+def test_fire_on_new_life_is_refused_where_no_game_waits_for_fire(tmp_path, main_cli):
+    result = main_cli(["--env_name", "CartPole-v1", "--fire_on_new_life", "--no_video"], tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--fire_on_new_life is for Atari games that start with FIRE; CartPole-v1" in result.stderr
 
 
 def test_play_caps_frames_and_prints_the_protocol(tmp_path, main_cli):

@@ -150,7 +150,12 @@ class FireOnNewLife(gym.Wrapper):
     A departure from the papers' protocol, where the agent itself must press FIRE; an agent
     trained with :class:`FireReset` never had to. The steps' rewards count in the score and
     ``info["extra_steps"]`` says how many agent steps were taken beside the agent's own.
-    ``presses`` counts the new lives it started."""
+    ``presses`` counts the new lives it started.
+
+    Only the actions are training's: the frame stack above keeps the frames from before the
+    lost life, where training's next episode starts a new stack. Under sticky actions FIRE can
+    fail to register (all four frames of its step repeating NOOP: 0.25 ** 4, 0.4% of lives at
+    p = 0.25), as it can in training; that life then stalls."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)

@@ -196,15 +196,15 @@ def test_a_mistyped_flag_gets_a_suggestion_not_the_usage(tmp_path, main_cli):
 
 
 def test_hints_name_the_folder_and_the_command(tmp_path, main_cli):
-    play = main_cli(["--env_name", "BreakoutNoFrameskip-v4"], tmp_path)
+    play = main_cli(["--env_name", "MsPacmanNoFrameskip-v4"], tmp_path)   # no file shipped for it
     assert play.returncode == 2 and "no run in Models/" in play.stderr
-    assert "train one with: python main.py --do_train --env_name BreakoutNoFrameskip-v4" in play.stderr
+    assert "train one with: python main.py --do_train --env_name MsPacmanNoFrameskip-v4" in play.stderr
     assert "Logs" not in play.stderr
-    resume = main_cli(["--do_train", "--resume", "--env_name", "BreakoutNoFrameskip-v4",
+    resume = main_cli(["--do_train", "--resume", "--env_name", "MsPacmanNoFrameskip-v4",
                        "--models_dir", "runs"], tmp_path)
-    assert resume.returncode == 2 and "no run with a checkpoint in runs/ for BreakoutNoFrameskip-v4" \
+    assert resume.returncode == 2 and "no run with a checkpoint in runs/ for MsPacmanNoFrameskip-v4" \
         in resume.stderr and "start one with: python main.py --do_train --env_name " \
-        "BreakoutNoFrameskip-v4" in resume.stderr
+        "MsPacmanNoFrameskip-v4" in resume.stderr
 
 
 # 11. ALE v5 ids

@@ -153,3 +153,23 @@ def test_shipped_pong_agents_win_full_games(tmp_path, main_cli, algo, readme_sco
     assert len(scores) == 2 and min(scores) >= 19, result.stdout
     listing = open(os.path.join(ROOT, "Pre-Trained Weights", "README.md")).read()
     assert f"`Pong_{algo}.pth` | PongNoFrameskip-v4 | {readme_score} over 10 full games" in listing
+
+
+BREAKOUT_README_SCORE = "43.70 +- 56.52"
+
+
+def test_shipped_breakout_agent_plays_a_full_game(tmp_path, main_cli):
+    """'Pre-Trained Weights/Breakout_acer.pth' plays one full game of the real game (no episodic
+    life, sampled actions) with FIRE pressed for it at each new life (``--fire_on_new_life``:
+    without it the agent stalls after its first lost life until the frame cap, see the README),
+    scoring at least 10 (README: 45.30 +- 13.94 over 10 such games); and its README row."""
+    weights = os.path.join(ROOT, "Pre-Trained Weights", "Breakout_acer.pth")
+    result = main_cli(["--env_name", "BreakoutNoFrameskip-v4", "--weights", weights, "--episodes", "1",
+                       "--fire_on_new_life", "--no_video"], tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    score = float(result.stdout.split("Game 1/1: score ")[1].split()[0])
+    assert score >= 10, result.stdout
+    assert "FIRE pressed for the agent at each new life, 0 truncated" in result.stdout
+    listing = open(os.path.join(ROOT, "Pre-Trained Weights", "README.md")).read()
+    assert (f"`Breakout_acer.pth` | BreakoutNoFrameskip-v4 | {BREAKOUT_README_SCORE} over 10 full "
+            "games") in listing

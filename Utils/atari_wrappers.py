@@ -44,6 +44,7 @@ gym.register_envs(ale_py)
 ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
 
 FRAME_SIZE = 84
+FIRE_START = (1, 2)   # FIRE, then action 2: how FireReset (and FireOnNewLife) start a ball
 
 
 class EpisodicLife(gym.Wrapper):
@@ -135,7 +136,7 @@ class FireReset(gym.Wrapper):
 
     def reset(self, **kwargs):
         self.env.reset(**kwargs)
-        for action in (1, 2):
+        for action in FIRE_START:
             obs, _, terminated, truncated, info = self.env.step(action)
             if terminated or truncated:
                 obs, info = self.env.reset(**kwargs)
@@ -181,7 +182,7 @@ class FireOnNewLife(gym.Wrapper):
     def _start_life(self):
         """NOOP, FIRE, action 2 (fewer if the game ends on the way)."""
         total, taken = 0.0, 0
-        for extra in (0, 1, 2):
+        for extra in (0, *FIRE_START):   # EpisodicLife's NOOP, then FireReset's start
             obs, reward, terminated, truncated, info = self.env.step(extra)
             total, taken = total + float(reward), taken + 1
             if terminated or truncated:
@@ -265,8 +266,8 @@ def make_env(env_id: str, training: bool = True, frame_stack: int = 4,
 
     Atari: [StickyActions] -> NoopReset(1 to ``noop_max`` no-op frames) -> MaxAndSkip(4) ->
     Gray 84x84 -> episode statistics -> [EpisodicLife] -> [FireReset] -> [FireOnNewLife] ->
-    [sign-clipped rewards] -> FrameStack(4). Episodic life and reward clipping are for training only; play
-    sees full games and raw scores. Observations are uint8 arrays of shape (4, 84, 84).
+    [sign-clipped rewards] -> FrameStack(4). Episodic life and reward clipping are for training
+    only; play sees full games and raw scores. Observations are uint8 arrays of shape (4, 84, 84).
     ``sticky`` > 0 (play's ``--sticky``) repeats the previous frame's action with that
     probability, drawn from a generator seeded with ``seed``. ``fire_on_new_life`` (play's
     ``--fire_on_new_life``, games that start with FIRE) starts every new life as training

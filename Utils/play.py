@@ -163,8 +163,8 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
     1 to ``noop_max`` no-op frames (0: none), repeat the previous frame's action with
     probability ``sticky``, and end truncated after ``max_frames`` emulator frames
     (4 per agent step; 0: no cap). ``fire_on_new_life`` takes NOOP, FIRE and action 2 after
-    each lost life, as training did (games that start with FIRE). Game ``i`` resets the environment with ``seed + i``; the
-    policy samples from a generator seeded with ``seed``.
+    each lost life, as training did (games that start with FIRE). Game ``i`` resets the
+    environment with ``seed + i``; the policy samples from a generator seeded with ``seed``.
     """
     check_env_name(state, env_name)
     render = prepare_display(render)

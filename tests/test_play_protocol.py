@@ -81,7 +81,7 @@ def noop_game(fire_on_new_life: bool, max_steps: int = 4000):
     try:
         env.reset(seed=3)
         for step in range(1, max_steps + 1):
-            _, _, terminated, truncated, info = env.step(0)
+            _, _, terminated, truncated, _ = env.step(0)
             if terminated or truncated:
                 break
         return step, terminated, env.unwrapped.ale.lives(), find_wrapper(env, FireOnNewLife)

@@ -104,3 +104,57 @@ def test_concurrent_steps_never_divide_a_fresh_moment_by_eps():
         assert p.exitcode == 0
     # Adam moves a weight by at most about lr * (1 - b1) / sqrt(1 - b2) / (1 - b1^t) per step.
     assert float(param.abs().max()) < 2 * steps * lr * 10
+
+
+def _adam_reference(param: torch.Tensor, grads: list[torch.Tensor], lr: float) -> torch.Tensor:
+    ref = param.detach().clone().contiguous().requires_grad_(True)
+    opt = torch.optim.Adam([ref], lr=lr, foreach=False, fused=False)
+    for g in grads:
+        ref.grad = g.contiguous().clone()
+        opt.step()
+    return ref.detach()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced"])
+def test_gradients_in_another_layout_than_the_parameter_give_torch_adams_step(monkeypatch, fused, layout):
+    """A gradient whose strides differ from its parameter's (a channels-last conv gradient, a
+    transposed or a sliced view) is stepped by its values, not its raw memory: the result is
+    torch.optim.Adam's to 1e-6 relative, on the fused kernel and on the foreach path. (The
+    fused kernel walks raw memory: fed a channels-last gradient as it is, its step had a
+    cosine of 0.02 with Adam's.)"""
+    monkeypatch.setattr(NN.shared_adam, "_HAS_FUSED_ADAM", fused and NN.shared_adam._HAS_FUSED_ADAM)
+    gen = torch.Generator().manual_seed(4)
+    shape = (32, 4, 8, 8) if layout == "channels_last" else (48, 40)
+
+    def odd_layout(values: torch.Tensor) -> torch.Tensor:
+        if layout == "channels_last":
+            g = values.contiguous(memory_format=torch.channels_last)
+        elif layout == "transposed":
+            g = values.t().contiguous().t()
+        else:
+            g = torch.zeros(values.shape[0], 2 * values.shape[1])[:, ::2]
+            g.copy_(values)
+        assert g.stride() != values.stride() and torch.equal(g, values)
+        return g
+    param = torch.randn(shape, generator=gen)
+    grads = [torch.randn(shape, generator=gen) for _ in range(5)]
+    ours = param.clone().share_memory_()
+    opt = SharedAdam([ours], lr=1e-3)
+    for g in grads:
+        opt.step([odd_layout(g)])
+    expected = _adam_reference(param, grads, 1e-3)
+    torch.testing.assert_close(ours, expected, rtol=1e-6, atol=1e-6 * float(expected.abs().max()))
+    assert ours.is_contiguous()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda p: torch.zeros(3, 3), "shape"),
+    (lambda p: torch.zeros_like(p, dtype=torch.float64), "dtype"),
+])
+def test_a_gradient_that_cannot_be_a_parameters_gradient_is_refused_with_a_clear_error(bad, message):
+    param = torch.zeros(4, 5)
+    opt = SharedAdam([param])
+    with pytest.raises(ValueError, match=message):
+        opt.step([bad(param)])
+    assert int(opt.step_count) == 0 and torch.equal(param, torch.zeros(4, 5))

@@ -189,6 +189,7 @@ def main(argv=None) -> int:
     p.add_argument("--labels", nargs="+", default=None)
     p.add_argument("--x", choices=sorted(X_AXES), default="episode")
     p.add_argument("--out", default="curves.png")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--worker", type=int, default=None,
                    help="only this worker's games, numbered in its own order (the original's plots: worker 0)")
     p.add_argument("--view", choices=["game", "life", "updates"], default="game",
@@ -199,8 +200,12 @@ def main(argv=None) -> int:
     if args.labels and len(args.labels) != len(args.log_dirs):
         print("error: give one label per run", file=sys.stderr)
         return 2
+    if os.path.exists(args.out) and not args.force:
+        print(f"error: {args.out} exists; give --force to replace it, or another --out", file=sys.stderr)
+        return 2
     try:
-        print(plot_runs(args.log_dirs, args.out, args.labels, args.x, args.worker, args.view))
+        out = plot_runs(args.log_dirs, args.out, args.labels, args.x, args.worker, args.view)
+        print(f"wrote {os.path.abspath(out)}")
     except (OSError, ValueError, KeyError) as err:
         print(f"error: cannot plot: {err}", file=sys.stderr)
         return 2

@@ -74,3 +74,20 @@ def test_updates_view_draws_every_logged_statistic(tmp_path):
     out = tmp_path / "updates.png"
     assert plot_runs([str(tmp_path)], str(out), x_axis="time", view="updates") == str(out)
     assert mpimg.imread(out).shape[1] > 1000
+
+
+def test_plot_refuses_to_replace_a_png_without_force(tmp_path):
+    run = make_log(tmp_path / "run", [1, 2, 3])
+    out = tmp_path / "curves.png"
+    out.write_bytes(b"an earlier figure")
+
+    def plot(*flags):
+        return subprocess.run([sys.executable, "-m", "Utils.plot", run, "--out", str(out), *flags],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+    refused = plot()
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert out.read_bytes() == b"an earlier figure"
+    replaced = plot("--force")
+    assert replaced.returncode == 0, replaced.stderr
+    assert replaced.stdout.strip() == f"wrote {out}" and out.stat().st_size > 1000

@@ -1,8 +1,8 @@
 """The learning canary: a short Breakout ACER run to run before any long one.
 
 Trains ``main.py --do_train --env_name BreakoutNoFrameskip-v4 --n_workers 8 --seed 123
---save_replay`` with the defaults for ``--steps`` agent steps (400k: about half an hour on the
-2-core machine), then prints worker 0's per-life curve on the original's axis (0.99 running
+--save_replay`` with the defaults for ``--steps`` agent steps (400k; the run prints its own
+rate and ETA), then prints worker 0's per-life curve on the original's axis (0.99 running
 averages of the life score and the life length, x = worker-0 lives) at lives 200, 400 and 600
 and at every 100k steps, beside
 
@@ -28,6 +28,10 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from Utils.logger import running_average  # noqa: E402
+
 BUGGED = os.path.join(ROOT, "results", "breakout_acer_8workers_worker0_lives.csv")
 ORIGINAL = {600: 5.0, 900: 17.0, 1050: 30.0, 1280: 60.0}   # ../shared/REFERENCE.md
 LIVES = (200, 400, 600)
@@ -43,8 +47,7 @@ def worker0_curve(lives_csv: str) -> list[tuple[int, int, float, float]]:
             if row["worker"] != "0":
                 continue
             r, n = float(row["reward"]), float(row["length"])
-            score = r if score is None else 0.99 * score + 0.01 * r
-            length = n if length is None else 0.99 * length + 0.01 * n
+            score, length = running_average(score, r), running_average(length, n)
             curve.append((int(row["worker_life"]), int(row["global_step"]), score, length))
     return curve
 

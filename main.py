@@ -107,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models_dir", default=None, help="where runs are saved (default Models)")
     p.add_argument("--logs_dir", default=None, help="where TensorBoard logs go (default Logs)")
     p.add_argument("--weights", default=None,
-                   help="play or export: checkpoint or weights file (default: the newest run for "
-                        "--env_name in --models_dir, else the shipped file)")
+                   help="play or export: checkpoint or weights file, or a run folder (its "
+                        "checkpoint.pth; default: the newest run for --env_name in --models_dir, "
+                        "else the shipped file)")
     p.add_argument("--episodes", type=int, default=1, help="play: number of full games (default 1)")
     p.add_argument("--noop_max", type=int, default=30, metavar="N",
                    help="play, Atari: start each game with 1 to N random no-op frames (0 to 30; "
@@ -230,6 +231,8 @@ def train_hint(env_name: str, algo: str | None) -> str:
 def choose_weights(args, env_name: str, algo: str | None, shipped_fallback: bool = True) -> tuple[str, str]:
     """The file to play or export and why it was chosen: given, newest run, or shipped."""
     from Utils.checkpoint import CHECKPOINT_NAME, latest_run, pretrained_path
+    if args.weights and os.path.isdir(args.weights):
+        return folder_checkpoint(args.weights), "the last checkpoint of the run folder given with --weights"
     if args.weights:
         return args.weights, "given with --weights"
     models_dir = args.models_dir or "Models"
@@ -244,6 +247,58 @@ def choose_weights(args, env_name: str, algo: str | None, shipped_fallback: bool
         return shipped, f"shipped weights; no {env_name} run in {models_dir}/"
     fail(f"nothing to play for {env_name}: no run in {models_dir}/ and no shipped file "
          f"{os.path.relpath(shipped, HERE)}; train one with: {train_hint(env_name, algo)}")
+
+
+def folder_checkpoint(folder: str) -> str:
+    """The file ``--weights`` reads from a run folder, as ``--resume`` does: its checkpoint.pth,
+    the run's last weights (best.pth, where there is one, is named in a note)."""
+    from Utils.checkpoint import BEST_NAME, CHECKPOINT_NAME
+    path = os.path.join(folder, CHECKPOINT_NAME)
+    if os.path.isfile(path):
+        return path
+    best = os.path.join(folder, BEST_NAME)
+    if os.path.isfile(best):
+        fail(f'--weights {folder}: a folder without {CHECKPOINT_NAME}; it holds {BEST_NAME}: '
+             f'--weights "{best}"')
+    fail(f"--weights {folder}: a folder without {CHECKPOINT_NAME}; give a checkpoint or weights "
+         "file, or a run folder of --models_dir")
+
+
+def shown_path(path: str) -> str:
+    """``path`` as typed from the current folder: relative below it, else absolute."""
+    rel = os.path.relpath(path)
+    return os.path.abspath(path) if rel.startswith("..") else rel
+
+
+def weights_note(args, path: str, state: dict, shipped_hint: bool = True) -> str | None:
+    """A ``note:`` line for the weights chosen: a run folder's best.pth, or (``shipped_hint``)
+    the shipped agent's ``--weights`` when the newest run was played instead of it."""
+    from Utils.checkpoint import BEST_NAME, CheckpointError, load_checkpoint, pretrained_path
+    if args.weights:
+        best = os.path.join(args.weights, BEST_NAME)
+        if not (os.path.isdir(args.weights) and os.path.isfile(best)):
+            return None
+        what = "the weights at the best running reward"
+        try:
+            saved = load_checkpoint(best)
+            what += (f", {float(saved['best_running_reward']):.2f} at "
+                     f"{int(saved['counters']['global_steps']):,} steps")
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            pass
+        return f'note: {args.weights} also holds {BEST_NAME} ({what}): --weights "{best}"'
+    env_name, models_dir = state["env_name"], args.models_dir or "Models"
+    for algo in (state.get("algo", "acer"), args.algo or "acer"):
+        shipped = pretrained_path(HERE, env_name, algo)
+        if not shipped_hint or not os.path.isfile(shipped) or os.path.samefile(shipped, path):
+            continue
+        try:  # the file named must play here: trained on this environment
+            if load_checkpoint(shipped).get("env_name") != env_name:
+                continue
+        except CheckpointError:
+            continue
+        return (f"note: playing the newest {env_name} run in {models_dir}/, not the shipped agent; "
+                f'the shipped agent: --weights "{shown_path(shipped)}"')
+    return None
 
 
 def load_weights(args, path: str) -> dict:
@@ -296,6 +351,9 @@ def export_command(args) -> int:
     except CheckpointError as err:
         fail(str(err))
     print(f"Exported the weights of {describe_weights(path, reason, state)} to {out}")
+    note = weights_note(args, path, state, shipped_hint=False)
+    if note:
+        print(note)
     return 0
 
 
@@ -303,7 +361,7 @@ def play_command(args) -> int:
     """Play full games with the chosen weights; print the scores and the protocol summary."""
     from Utils.atari_wrappers import game_starts_with_fire, is_atari, pipeline_note, sticky_probability
     from Utils.checkpoint import CheckpointError
-    from Utils.evaluation import summarize, summary_line
+    from Utils.evaluation import cut_off_note, summarize, summary_line
     from Utils.play import play
     check_play_flags(args)
     path, reason, state = weights_for(args)
@@ -318,6 +376,9 @@ def play_command(args) -> int:
     if note:
         print(note)
     print(f"Playing {describe_weights(path, reason, state)}", flush=True)
+    note = weights_note(args, path, state)
+    if note:
+        print(note, flush=True)
     try:
         scores = play(state, env_name, args.episodes, seed, args.greedy,
                       video_dir=None if args.no_video else "Vid", render=args.render,
@@ -326,7 +387,9 @@ def play_command(args) -> int:
     except CheckpointError as err:
         fail(str(err))
     summary = summarize(scores)
-    print(f"Mean score over {len(scores)} games: {summary['mean']:.2f} +- {summary['std']:.2f}")
+    cut = cut_off_note(scores.truncated, is_atari(env_name))
+    print(f"Mean score over {len(scores)} games: {summary['mean']:.2f} +- {summary['std']:.2f}"
+          + (f" ({cut})" if cut else ""))
     if is_atari(env_name):
         sticky = args.sticky or sticky_probability(env_name)
         fire = ", FIRE pressed for the agent at each new life" if args.fire_on_new_life else ""

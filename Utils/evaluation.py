@@ -42,14 +42,30 @@ def summarize(scores: list[float]) -> dict[str, float]:
             "median": statistics.median(scores), "min": min(scores), "max": max(scores)}
 
 
-def summary_line(env_name: str, scores: list[float]) -> str:
-    """One line with the summary statistics and, for a known game, the human-normalized mean."""
+def cut_off_note(truncated, atari: bool = True) -> str:
+    """``2 of 10 games cut off at the frame cap: not full-game scores`` for the games a mean
+    includes that the frame cap (Atari) or the time limit ended; "" when none was."""
+    cut = sum(bool(t) for t in truncated)
+    if not cut:
+        return ""
+    if atari:
+        return f"{cut} of {len(truncated)} games cut off at the frame cap: not full-game scores"
+    return f"{cut} of {len(truncated)} games cut off at the time limit"
+
+
+def summary_line(env_name: str, scores: list[float], truncated=None) -> str:
+    """One line with the summary statistics and, for a known game, the human-normalized mean,
+    saying how many of the games were cut off at the frame cap (``truncated``: one flag per
+    game, by default ``scores.truncated`` of a :class:`Utils.play.Scores`)."""
     s = summarize(scores)
     line = (f"{s['n']} games: mean {s['mean']:.2f} +- {s['std']:.2f} (std), median "
             f"{s['median']:.1f}, min {s['min']:.1f}, max {s['max']:.1f}")
+    cut = cut_off_note(getattr(scores, "truncated", ()) if truncated is None else truncated)
     normalized = human_normalized(env_name, s["mean"])
     if normalized is not None:
         random_score, human_score = RANDOM_HUMAN[game_name(env_name)]
-        line += (f"; human-normalized mean {100 * normalized:.1f}% (random {random_score:g}, "
-                 f"human {human_score:g})")
+        line += (f"; human-normalized mean {100 * normalized:.1f}% ({cut + '; ' if cut else ''}"
+                 f"random {random_score:g}, human {human_score:g})")
+    elif cut:
+        line += f" ({cut})"
     return line

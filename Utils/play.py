@@ -133,13 +133,27 @@ class Scores(list):
 
 
 def game_line(episode: int, episodes: int, scores: Scores, frames: int, atari: bool) -> str:
-    """``Game 3/10: score 21.0 | mean so far 20.33`` (and a note when the game was cut off)."""
+    """``Game 3/10: score 21.0 | mean so far 20.33`` (and a note when the game was cut off, and
+    how many of the games in the mean were)."""
     line = f"Game {episode + 1}/{episodes}: score {scores[-1]:.1f}"
     if scores.truncated[-1]:
         line += f" (truncated after {frames:,} {'frames' if atari else 'steps'})"
     if episodes > 1:
         line += f" | mean so far {np.mean(scores):.2f}"
+        if any(scores.truncated):
+            line += f" ({sum(scores.truncated)} of {len(scores)} cut off)"
     return line
+
+
+def video_line(recorder: "VideoRecorder", frames: int, frames_per_step: int) -> str:
+    """``Video of game 1 (100 agent steps = 400 emulator frames; 101 video frames at 15 fps): ...``:
+    the game's length in agent steps (and, for Atari, the emulator frames the frame cap counts)
+    and the video's own frames (the first screen, then one per step drawn)."""
+    steps = frames // frames_per_step
+    length = (f"{steps:,} agent steps = {frames:,} emulator frames" if frames_per_step > 1
+              else f"{steps:,} steps")
+    return (f"Video of game 1 ({length}; {recorder.n_frames:,} video frames at {recorder.fps:g} fps): "
+            f"{recorder.mp4_path}, {recorder.gif_path}")
 
 
 def find_wrapper(env, wrapper_type):
@@ -188,8 +202,7 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
             scores.truncated.append(truncated)
             if verbose:
                 if recorder is not None:
-                    print(f"Video of game 1 ({recorder.n_frames} frames): {recorder.mp4_path}, "
-                          f"{recorder.gif_path}")
+                    print(video_line(recorder, frames, game.frames_per_step))
                 print(game_line(episode, episodes, scores, frames, atari), flush=True)
         scores.sticky_counts = sticky_counts(env)
         if window is not None:

@@ -86,7 +86,8 @@ def test_pong_two_workers_leaves_checkpoint_and_events(tmp_path, main_cli):
     scores = re.findall(r"Game \d+/\d+: score (-?\d+\.\d)", result.stdout)
     assert len(scores) == 2 and all(-21 <= float(x) <= 21 for x in scores)
     assert "Mean score over 2 games" in result.stdout
-    frames = int(re.search(r"Video of game 1 \((\d+) frames\)", result.stdout).group(1))
+    frames = int(re.search(r"Video of game 1 \([\d,]+ agent steps = [\d,]+ emulator frames; "
+                           r"([\d,]+) video frames", result.stdout).group(1).replace(",", ""))
     (mp4,) = glob.glob(str(tmp_path / "Vid" / "*.mp4"))
     (gif,) = glob.glob(str(tmp_path / "Vid" / "*.gif"))
     reader = imageio.get_reader(mp4)

@@ -37,3 +37,15 @@ def float64_default():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say in one line how many tests skipped for want of the optional Ray extras, and how to
+    get them, rather than leave them among the skips."""
+    ray_skips = [report for report in terminalreporter.stats.get("skipped", [])
+                 if "ray" in str(getattr(report, "longrepr", "")).lower()]
+    if ray_skips:
+        terminalreporter.write_line(
+            f"{len(ray_skips)} test(s) skipped: Ray is not installed "
+            f"(pip install -r requirements-ray.txt; python3 -m Utils.bootstrap test installs it)",
+            yellow=True)

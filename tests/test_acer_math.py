@@ -217,8 +217,9 @@ def test_trust_region_limits_the_step_towards_the_average_policy():
 
 def test_projecting_the_mean_gradient_is_the_per_step_projection_with_delta_times_k():
     """The original projects g of the k-step *mean* objective (each row is g_i / T), so its
-    constraint k_i.(g_i / T) <= delta is ours with delta * T per step: the README's note that
-    ``--delta 20`` reproduces the original's projection at k = 20. The steps' objectives are
+    constraint k_i.(g_i / T) <= delta is ours with delta * T per step: the note in
+    docs/implementation.md that ``--delta 20`` reproduces the original's projection at k = 20
+    (the original before its commit 0848b74). The steps' objectives are
     separate, so the mean's gradient w.r.t. f(.|x_i) is the slow reference's g_i / T; the
     original's step-by-step projection of it is checked against trust_region_projection."""
     logits, q, mu, avg_logits, a, r, d, boot = random_trajectory(T=6, A=4, seed=4, dones=(1,))

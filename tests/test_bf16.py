@@ -27,7 +27,7 @@ PONG_WEIGHTS = os.path.join(ROOT, "Pre-Trained Weights", "Pong_acer.pth")
 # above 0.99 for every layer after the second; the whole gradient's cosine 0.980 at worst; the
 # policy's probabilities (those >= 0.01) 8% off at most, relative (logits 0.08 absolute). This
 # is bfloat16's 8-bit mantissa on a trained, peaked policy, and the reason for the Pong parity
-# run in the README.
+# run in docs/speed.md.
 MIN_TENSOR_COSINE = 0.95
 MIN_WHOLE_COSINE = 0.975
 MAX_PROB_RELATIVE_ERROR = 0.10

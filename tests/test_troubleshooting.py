@@ -1,4 +1,5 @@
-"""Every row of README's Troubleshooting table: exit code 2, one line with the message, no file changed."""
+"""Every row of the Troubleshooting table (docs/troubleshooting.md, linked from README.md):
+exit code 2, one line with the message, no file changed."""
 import os
 import re
 import shlex
@@ -16,9 +17,9 @@ ROW = re.compile(r"^\| `python main\.py (?P<args>[^`]*)` \| `(?P<message>[^`]*)`
 
 
 def table_rows():
-    with open(os.path.join(ROOT, "README.md")) as fh:
+    with open(os.path.join(ROOT, "docs", "troubleshooting.md")) as fh:
         text = fh.read()
-    section = text.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    section = text.split("# Troubleshooting", 1)[1]
     rows = [m.groupdict() for m in map(ROW.match, section.splitlines()) if m]
     return rows
 

@@ -161,8 +161,9 @@ BREAKOUT_README_SCORE = "43.70 +- 56.52"
 def test_shipped_breakout_agent_plays_a_full_game(tmp_path, main_cli):
     """'Pre-Trained Weights/Breakout_acer.pth' plays one full game of the real game (no episodic
     life, sampled actions) with FIRE pressed for it at each new life (``--fire_on_new_life``:
-    without it the agent stalls after its first lost life until the frame cap, see the README),
-    scoring at least 10 (README: 45.30 +- 13.94 over 10 such games); and its README row."""
+    without it the agent stalls after its first lost life until the frame cap, see
+    docs/evaluation.md), scoring at least 10 (docs/results.md: 45.30 +- 13.94 over 10 such
+    games); and its row in Pre-Trained Weights/README.md."""
     weights = os.path.join(ROOT, "Pre-Trained Weights", "Breakout_acer.pth")
     result = main_cli(["--env_name", "BreakoutNoFrameskip-v4", "--weights", weights, "--episodes", "1",
                        "--fire_on_new_life", "--no_video"], tmp_path, timeout=300)

@@ -5,6 +5,7 @@
     python main.py --do_train --env_name Pendulum-v1    # Box actions: Gaussian ACER (SDN critic) or A3C
     python main.py --do_train --resume [RUN_DIR]       # continue a run
     python main.py [--env_name ...] [--weights FILE]   # play (no --do_train)
+    python main.py --list_runs [--env_name ...]        # the runs in --models_dir, newest last
 
 Every hyperparameter in training_configs.yml can be overridden as ``--key value``.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import shlex
 import signal
 import sys
 import time
@@ -29,6 +31,8 @@ TRAIN_FLAGS = ("interval", "checkpoint_minutes", "train_from_scratch", "resume",
                "max_bad_updates", "stop_on_save_error", "backend", "ray_address", "ray_mode",
                "sync_every", "max_policy_lag", "learner_batch", "learner_device", "stall_minutes",
                "precision", "logs_dir", "run_name")
+# the flags --list_runs reads
+LIST_FLAGS = ("list_runs", "models_dir", "logs_dir", "env_name", "algo")
 
 
 class Parser(argparse.ArgumentParser):
@@ -130,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", nargs="?", const="default", default=None, metavar="OUT_FILE",
                    help="write the weights of --weights, or of the newest run for --env_name, as a "
                         "playable file (default: 'Pre-Trained Weights/<Game>_<algo>.pth')")
+    p.add_argument("--list_runs", action="store_true",
+                   help="list the runs in --models_dir, newest last (folder, game, algorithm, "
+                        "steps, best running reward, when last written), only those of "
+                        "--env_name and --algo if given, and exit")
     hp = p.add_argument_group("hyperparameters (override training_configs.yml)")
     for key in HYPERPARAMETER_KEYS:
         if key == "recurrent":
@@ -153,7 +161,10 @@ def given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
 def warn_ignored(given: set[str], args) -> None:
     """One warning line for flags the chosen mode does not read."""
     from Utils.config import HYPERPARAMETER_KEYS
-    if args.do_train:
+    if args.list_runs:
+        ignored, mode = sorted(f for f in given if f not in LIST_FLAGS), "--list_runs"
+        hint = "it reads --models_dir, --logs_dir, --env_name and --algo"
+    elif args.do_train:
         ignored, mode, hint = [f for f in PLAY_FLAGS if f in given], "training", "play only"
     else:
         train_only = TRAIN_FLAGS + tuple(HYPERPARAMETER_KEYS)
@@ -178,8 +189,14 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.list_runs and (args.do_train or args.export is not None):
+        other, what = ("--do_train", "train") if args.do_train else ("--export", "export")
+        fail(f"--list_runs lists the runs and exits; drop {other} to list them, or --list_runs "
+             f"to {what}")
     warn_ignored(given_flags(parser, argv), args)
     try:
+        if args.list_runs:
+            return list_command(args)
         if args.export is not None:
             return export_command(args)
         if not args.do_train:
@@ -340,6 +357,34 @@ def weights_for(args, shipped_fallback: bool = True) -> tuple[str, str, dict]:
     return path, reason, load_weights(args, path)
 
 
+def list_command(args) -> int:
+    """``--list_runs``: a table of the run folders in --models_dir (those of --env_name and
+    --algo if given), newest last; one line when there are none. Nothing is trained or played."""
+    from Utils.runs import format_table, list_runs
+    models_dir = args.models_dir or "Models"
+    shown_dir = os.path.join(models_dir, "")
+    hint = ("python main.py --do_train" + (f" --env_name {args.env_name}" if args.env_name else "")
+            + (f" --algo {args.algo}" if args.algo and args.algo != "acer" else "")
+            + (f" --models_dir {shlex.quote(models_dir)}" if args.models_dir else ""))
+    rows = list_runs(models_dir, args.logs_dir)
+    if rows is None:
+        print(f"no runs: {shown_dir} does not exist (train one with: {hint})")
+        return 0
+    which = " ".join(w for w in (args.env_name, args.algo) if w)
+    shown = [r for r in rows if args.env_name in (None, r.env_name) and args.algo in (None, r.algo)]
+    if not shown:
+        among = f" among the {len(rows)} folders" if rows else ""
+        print(f"no {which + ' ' if which else ''}runs{among} in {shown_dir} (train one with: {hint})")
+        return 0
+    print("\n".join(format_table(shown)))
+    plural = "s" if len(shown) != 1 else ""
+    if which:
+        print(f"{len(shown)} {which} run{plural} of {len(rows)} folders in {shown_dir}, newest last")
+    else:
+        print(f"{len(shown)} run folder{plural} in {shown_dir}, newest last")
+    return 0
+
+
 def export_command(args) -> int:
     """``--export``: write the playable part of a checkpoint."""
     from Utils.checkpoint import CheckpointError, export_weights, pretrained_path
@@ -399,11 +444,12 @@ def play_command(args) -> int:
     return 0
 
 
-def resume_settings(args, overrides: dict) -> tuple[dict, str, dict]:
-    """For ``--resume``: the run folder, its checkpoint and the settings to continue with
-    (the run's saved config, then the flags given now, each change printed)."""
+def resume_settings(args, overrides: dict) -> tuple[dict, str, dict, list[str]]:
+    """For ``--resume``: the settings to continue with (the run's saved config, then the flags
+    given now), the run folder, its checkpoint and one line per setting the flags change
+    (printed once every check has passed)."""
     from Utils.checkpoint import CHECKPOINT_NAME, latest_run, load_checkpoint
-    from Utils.config import HYPERPARAMETER_KEYS, RUN_KEYS
+    from Utils.config import HYPERPARAMETER_KEYS, RUN_KEYS, article
     models_dir = args.models_dir or "Models"
     run_dir = (latest_run(models_dir, args.env_name, args.algo) if args.resume == "latest"
                else args.resume)
@@ -414,16 +460,21 @@ def resume_settings(args, overrides: dict) -> tuple[dict, str, dict]:
     resume_state = load_checkpoint(os.path.join(run_dir, CHECKPOINT_NAME))
     saved = resume_state["config"]
     if args.algo is not None and args.algo != resume_state.get("algo"):
-        fail(f"--resume: {run_dir} is an {resume_state.get('algo')} run, not {args.algo}")
-    for key, value in overrides.items():  # flags given now override the saved config
-        if value is not None and key not in ("models_dir", "logs_dir") and str(saved.get(key)) != str(value):
-            print(f"resume: {key} {saved.get(key, saved_default(key))} -> {value}")
+        algo = resume_state.get("algo")
+        fail(f"--resume: {run_dir} is {article(algo)} {algo} run, not {args.algo}")
     # the run's saved config (all of it) wins over the YAML; flags given now win over both
     base = {k: v for k, v in saved.items() if k in RUN_KEYS + HYPERPARAMETER_KEYS}
     merged = {**base, **{k: v for k, v in overrides.items() if v is not None}}
     if merged["env_name"] != resume_state["env_name"]:
-        fail(f"--resume: {run_dir} is a {resume_state['env_name']} run, not {merged['env_name']}")
-    return merged, run_dir, resume_state
+        env = resume_state["env_name"]
+        fail(f"--resume: {run_dir} is {article(env)} {env} run, not {merged['env_name']}")
+    no_budget = ("total_steps", "max_episodes")
+    changes = [f"resume: {key} {saved.get(key, saved_default(key))} -> {value}"
+               + (" (no budget)" if key in no_budget and not value else "")
+               for key, value in overrides.items()  # flags given now override the saved config
+               if value is not None and key not in ("models_dir", "logs_dir")
+               and str(saved.get(key)) != str(value)]
+    return merged, run_dir, resume_state, changes
 
 
 def saved_default(key: str):
@@ -453,7 +504,7 @@ def prepare_training(args):
     from Utils.config import ConfigError, check_memory, save_config
     from Utils.atari_wrappers import pipeline_note
     from Utils.precision import check_precision
-    overrides, run_dir, resume_state = command_overrides(args), None, None
+    overrides, run_dir, resume_state, changes = command_overrides(args), None, None, []
     if args.train_from_scratch and args.resume is None:
         print("warning: --train_from_scratch keeps the original project's meaning: it CONTINUES "
               "the last run. Use --resume to say so, or drop the flag to start a new run.",
@@ -461,7 +512,7 @@ def prepare_training(args):
         args.resume = "latest"
     try:
         if args.resume is not None:
-            overrides, run_dir, resume_state = resume_settings(args, overrides)
+            overrides, run_dir, resume_state, changes = resume_settings(args, overrides)
         cfg = build_config(args, overrides, resume_state)
         note = pipeline_note(cfg.env_name)
         run_dir = run_dir or new_run_dir(args, cfg)
@@ -486,6 +537,8 @@ def prepare_training(args):
                 fail("--backend ray needs Ray: pip install -r requirements-ray.txt")
         trainer = trainer_class(cfg, run_dir, log_dir, resume_state, spec=spec)
         save_config(cfg, os.path.join(run_dir, "config.yml"))
+        for change in changes:  # printed once nothing can refuse the run any more
+            print(change)
         if note:
             print(note)
     except (ConfigError, CheckpointError, ValueError) as err:
@@ -499,36 +552,79 @@ def train_command(args) -> int:
     """Train until a budget is spent or the run is stopped; exit 0, 1 (a failure), 130 or 143."""
     from Agent.trainer import Terminated, WorkerFailed
     from Utils.checkpoint import CHECKPOINT_NAME
+    from Utils import interrupts
+    from Utils.config import plural
     cfg, run_dir, log_dir, trainer = prepare_training(args)
-
-    def terminate(signum, frame):
-        raise Terminated()
-    # SIGINT has Python's handler since startup (see the end of this file); SIGTERM stops a
-    # training run cleanly too (exit 143)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, terminate)
-    print(f"Training {cfg.algo} on {cfg.env_name} with {cfg.n_workers} workers"
+    # SIGINT has Python's handler since startup (see the end of this file); from here on SIGINT
+    # and SIGTERM (exit 143) have Utils/interrupts.py's, which nothing swaps out during the run,
+    # so that one arriving while a checkpoint is written or the run stops is never lost
+    interrupts.install()
+    print(f"Training {algo_variant(cfg)} on {cfg.env_name} with {plural(cfg.n_workers, 'worker')}"
           f"{' (bf16 learner)' if cfg.precision == 'bf16' else ''}; "
           f"run {run_dir}, logs {log_dir}", flush=True)
+    if trainer.resumed:
+        print(f"resuming {run_dir} from step {trainer.last_saved_step:,}; {budget_text(cfg)}",
+              flush=True)
     try:
         counters = trainer.train()
+        # inside the try: a signal now, after the run, still gets the message below
+        print(done_summary(cfg, run_dir, counters, trainer))
     except WorkerFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:
         what = "Terminated" if isinstance(stop, Terminated) else "Interrupted"
+        resume = f"; resume with: python main.py --do_train --resume {shlex.quote(run_dir)}"
         if trainer.saved:
-            print(f"{what}; checkpoint written at step {trainer.last_saved_step:,} in {run_dir}",
-                  file=sys.stderr)
+            print(f"{what}; checkpoint written at step {trainer.last_saved_step:,} in {run_dir}"
+                  f"{resume}", file=sys.stderr)
         elif trainer.resumed:
             print(f"{what}; no new checkpoint written, the run's last one (step "
-                  f"{trainer.last_saved_step:,}) is kept in {run_dir}", file=sys.stderr)
+                  f"{trainer.last_saved_step:,}) is kept in {run_dir}{resume}", file=sys.stderr)
         else:
             print(f"{what} before the first checkpoint; nothing saved", file=sys.stderr)
         return 143 if isinstance(stop, Terminated) else 130
-    print(f"Done: {counters['global_steps']} steps, {sum(counters['worker_episodes'])} episodes, "
-          f"{counters['optimizer_steps']} updates. Checkpoint: {os.path.join(run_dir, CHECKPOINT_NAME)}")
     return 0
+
+
+def algo_variant(cfg) -> str:
+    """The algorithm as the banner names it: 'ACER', 'recurrent A3C' or 'feed-forward A3C'."""
+    if cfg.algo == "a3c":
+        return f"{'recurrent' if cfg.recurrent else 'feed-forward'} A3C"
+    return cfg.algo.upper()
+
+
+def budget_text(cfg) -> str:
+    """The run's stop condition in words: ``--total_steps`` and ``--max_episodes`` count from
+    the run's start (a resumed run's steps included); 0 is no budget."""
+    limits = []
+    if cfg.total_steps:
+        limits.append(f"until step {cfg.total_steps:,}")
+    if cfg.max_episodes:
+        limits.append(f"until game {cfg.max_episodes:,}")
+    return " or ".join(limits) if limits else "no budget (until Ctrl-C)"
+
+
+def done_summary(cfg, run_dir: str, counters: dict, trainer) -> str:
+    """What a user wants once a run is done: how far it got, its rewards, where it was saved
+    and the commands to play and to continue it."""
+    from Utils.checkpoint import BEST_NAME, CHECKPOINT_NAME
+    logger = trainer.logger
+    games = sum(counters["worker_episodes"])
+    rewards = "no game finished"
+    if logger.running_reward is not None:
+        rewards = f"running reward {logger.running_reward:.2f}"
+        if trainer.best_reward is not None:
+            rewards += f" (best {trainer.best_reward:.2f}, its weights in {BEST_NAME})"
+    folder = shlex.quote(run_dir)
+    more = (f"--max_episodes {2 * max(games, 1)}" if cfg.max_episodes and not cfg.total_steps
+            else f"--total_steps {2 * max(counters['global_steps'], 1)}")
+    return (f"Done: {counters['global_steps']:,} steps, {games:,} games, "
+            f"{counters['optimizer_steps']:,} updates; {rewards}.\n"
+            f"  saved in {run_dir} ({CHECKPOINT_NAME}); logs in {trainer.log_dir}\n"
+            f"  play it:     python main.py --env_name {cfg.env_name} --weights {folder}\n"
+            f"  continue it: python main.py --do_train --resume {folder} {more}"
+            f"   (a new total; 0: no budget)")
 
 
 if __name__ == "__main__":

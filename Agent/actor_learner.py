@@ -42,8 +42,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import pickle
-import signal
-import threading
 import time
 import traceback
 import warnings
@@ -61,7 +59,8 @@ from Agent.worker import Reporter, rollout, save_worker_state, start_worker, wor
 from NN.networks import build_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
-from Utils.config import Config, ConfigError
+from Utils.config import Config, ConfigError, plural
+from Utils.interrupts import signals_held
 
 PIPELINE = 2          # rollout requests queued per actor
 MAX_RESTARTS = 3      # restarts of one actor before the run stops naming it
@@ -79,28 +78,12 @@ def serialized_bytes(obj) -> int:
     return len(head) + sum(b.raw().nbytes for b in buffers)
 
 
-@contextlib.contextmanager
 def interrupts_held():
-    """Hold SIGINT and SIGTERM off until the block is done, then deliver them to the handlers
-    that were in place (the main thread only; elsewhere a no-op): a learner update is
-    never cut in half by Ctrl-C, so the final checkpoint holds whole updates."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for sig in caught[:1]:
-            handler = previous[sig]
-            if callable(handler):
-                handler(sig, None)
-            elif handler == signal.SIG_DFL and sig == signal.SIGINT:
-                raise KeyboardInterrupt
+    """Hold SIGINT and SIGTERM off until the block is done, then deliver them (the main thread
+    only; elsewhere a no-op): a learner update is never cut in half by Ctrl-C, so the final
+    checkpoint holds whole updates. :func:`Utils.interrupts.signals_held`, which swaps no
+    handler during a run (a swap here could lose a signal, or leave one held for good)."""
+    return signals_held()
 
 
 def acting_config(cfg: Config) -> Config:
@@ -391,7 +374,8 @@ class ActorLearnerBackend:
                         raise WorkerFailed(f"worker {i}'s saved replay cannot be used here: {err}") from None
                 state = {**state, "agent": {}}
             self._start_actor(i, state)
-        print(f"Actor-learner: {cfg.n_workers} actors (1 CPU each) send rollouts to the learner "
+        print(f"Actor-learner: {plural(cfg.n_workers, 'actor')} (1 CPU each) "
+              f"{'sends' if cfg.n_workers == 1 else 'send'} rollouts to the learner "
               f"in this process ({cfg.learner_device}); actors pull weights every "
               f"{cfg.sync_every} rollouts"
               + (f" or when they lag by more than {cfg.max_policy_lag} updates"

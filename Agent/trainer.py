@@ -33,7 +33,9 @@ from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import box_bounds, make_env
 from Utils.checkpoint import (BEST_NAME, CHECKPOINT_NAME, FORMAT_VERSION, WEIGHT_KEYS, CheckpointError,
                               load_checkpoint, read_worker_state, save_checkpoint)
-from Utils.config import Config
+from Utils import interrupts
+from Utils.config import Config, plural
+from Utils.interrupts import Terminated, fault_point, signals_held
 from Utils.logger import RunLogger
 
 JOIN_TIMEOUT_S = 7.0   # a stopping run waits this long for its workers, then ends them
@@ -44,10 +46,6 @@ LOCK_TIMEOUT_S = 5.0   # a save waits this long for the optimizer lock, then cop
 
 class WorkerFailed(RuntimeError):
     """A worker process raised or died, or the run had to stop (non-finite updates, a failed save)."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: stop like Ctrl-C (final checkpoint), but exit with 143."""
 
 
 def _signal_name(exitcode: int) -> str:
@@ -95,18 +93,17 @@ def process_start_time() -> float:
 
 
 def start_ignoring_interrupts(workers) -> None:
-    """Start the worker processes with SIGINT and SIGTERM ignored, a disposition that a spawned
-    process inherits: a Ctrl-C sent to the whole process group (a terminal, ``timeout -s INT``)
-    while a worker is still importing cannot raise KeyboardInterrupt in it. The main process's
-    handlers are back in place once the workers are started; a signal in between is lost."""
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
-    try:
-        for w in workers:
-            w.start()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    """Start the worker processes with SIGINT and SIGTERM blocked, a mask that a spawned process
+    inherits: a Ctrl-C sent to the whole process group (a terminal, ``timeout -s INT``) while a
+    worker is still importing cannot raise KeyboardInterrupt in it (it ignores both, then
+    unblocks them). A signal to the main process meanwhile is held, and delivered once the
+    workers are started (ignoring it instead, as this did before, lost it: the run trained on)."""
+    with signals_held():
+        for i, w in enumerate(workers):
+            with interrupts.blocked_for_children():  # each time: multiprocessing may unblock them
+                w.start()
+            if i == 0:
+                fault_point("start")
 
 
 def worker_state_path(run_dir: str, worker_id: int) -> str:
@@ -325,12 +322,15 @@ class Trainer:
             self._restore_counters(resume_state["counters"])
             logger_start = resume_state.get("logger")
         os.makedirs(run_dir, exist_ok=True)
-        self.logger = RunLogger(log_dir, cfg.interval, logger_start)
+        self.logger = RunLogger(log_dir, cfg.interval, logger_start,
+                                start_steps=int(self.counters[:, STEPS].sum()),
+                                budget=(cfg.total_steps, cfg.max_episodes))
         self.replay_len = 0
         self.started: dict[int, float] = {}   # worker id -> time of its first environment step
         self.last_saved_step = int(resume_state["counters"]["global_steps"]) if resume_state else 0
         self.save_failed = False               # the latest save attempt failed
         self.saved = False                     # a checkpoint was written by this process
+        self.stopping = False                  # the run is in its stop (Trainer._stop)
         self.last_save_time = time.time()
         self.resumed = resume_state is not None
         self.best_reward = self._best_so_far()
@@ -417,7 +417,14 @@ class Trainer:
 
         Weights with a non-finite value are never saved over a good checkpoint. A failed write
         (disk full, no permission, file too large) leaves the previous checkpoint as it was,
-        is reported, and stops the run only with ``stop_on_save_error``."""
+        is reported, and stops the run only with ``stop_on_save_error``. SIGINT and SIGTERM
+        wait until it is done, the copy of the weights included (a KeyboardInterrupt in the copy
+        could leave the optimizer's lock taken, and the workers waiting for it)."""
+        with signals_held():
+            fault_point("final checkpoint" if self.stopping else "checkpoint")
+            return self._save()
+
+    def _save(self) -> bool:
         path = os.path.join(self.run_dir, CHECKPOINT_NAME)
         state = self.checkpoint_state()
         if not all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point()):
@@ -442,7 +449,13 @@ class Trainer:
 
     def save_best(self) -> bool:
         """Write ``best.pth`` (the playable weights, as ``--export`` writes them) when the
-        full-game running reward is above the one it was last written at; True if written."""
+        full-game running reward is above the one it was last written at; True if written.
+        Signals wait as for :meth:`save`."""
+        with signals_held():
+            fault_point("final best" if self.stopping else "best")
+            return self._save_best()
+
+    def _save_best(self) -> bool:
         running = self.logger.running_reward
         if running is None or (self.best_reward is not None and running <= self.best_reward):
             return False
@@ -473,12 +486,16 @@ class Trainer:
             self.started[worker_id] = message[2]
             if len(self.started) == self.cfg.n_workers:
                 launch = process_start_time()
-                print(f"All {self.cfg.n_workers} workers stepping: first environment step "
-                      f"{min(self.started.values()) - launch:.1f} s after launch, last "
-                      f"{max(self.started.values()) - launch:.1f} s", flush=True)
+                self.logger.console(
+                    f"{'All ' if self.cfg.n_workers > 1 else ''}{plural(self.cfg.n_workers, 'worker')} "
+                    f"stepping: first environment step "
+                    f"{min(self.started.values()) - launch:.1f} s after launch, last "
+                    f"{max(self.started.values()) - launch:.1f} s")
+                self.logger.start_rate(self.global_steps)
         elif kind == "episode":
             _, _, reward, length, step = message
             self.logger.episode(worker_id, reward, length, step)
+            self.logger.advance(self.global_steps)
         elif kind == "life":
             _, _, reward, length, step, game_over = message
             self.logger.life(worker_id, reward, length, step, game_over)
@@ -487,17 +504,28 @@ class Trainer:
             if worker_id == 0:
                 self.replay_len = replay_len
             if self.logger.iteration(stats):
-                self.logger.report(self.global_steps,
-                                   self.replay_len if self.cfg.algo == "acer" else None,
-                                   int(self.counters[:, SKIPPED].sum()), self.cfg.total_steps,
-                                   self.cfg.max_episodes)
+                self._report()
                 if self._checkpoint_due():
                     self.save()
                 self.save_best()
+            else:
+                self.logger.advance(self.global_steps)
         elif kind == "warning":
             print(f"warning: worker {worker_id}: {message[2]}", file=sys.stderr, flush=True)
         elif kind == "error":
             raise WorkerFailed(f"worker {worker_id} failed:\n{message[2]}")
+
+    def _report(self) -> None:
+        """The console line (steps, rate, budget done and ETA, rewards) and its logs."""
+        self.logger.report(self.global_steps, self.replay_len if self.cfg.algo == "acer" else None,
+                           int(self.counters[:, SKIPPED].sum()), self.cfg.total_steps,
+                           self.cfg.max_episodes)
+
+    def _final_report(self) -> None:
+        """A last console line once the workers stopped, so that every run ends with one, even a
+        run shorter than the console period."""
+        if self.logger.iterations:
+            self._report()
 
     def _check_updates(self) -> None:
         """Stop the run when a worker's updates have been non-finite too many times in a row."""
@@ -524,16 +552,28 @@ class Trainer:
         self._handle_all(self.backend.next_messages(timeout))
 
     def train(self) -> dict:
-        """Run the workers until a budget is spent; return the final counters."""
+        """Run the workers until a budget is spent; return the final counters.
+
+        A SIGINT or SIGTERM at any moment of it (see :mod:`Utils.interrupts`) stops the run
+        with its final checkpoint, then raises KeyboardInterrupt or :class:`Terminated`; one
+        that arrives while a run that spent its budget is stopping too."""
         failure = None
-        try:
-            self.backend.start()
-            self._supervise()
-        except WorkerFailed as err:
-            failure = err
-        finally:
-            stopping_failure = self._stop()
-            failure = failure or stopping_failure
+        with interrupts.training():
+            try:
+                try:
+                    self.backend.start()
+                    interrupts.install()   # a backend may have set its own (ray.init: SIGTERM)
+                    self._supervise()
+                finally:   # from here on a signal is counted, never raised into the stop,
+                    interrupts.begin_stop()   # which it would cut short (no final checkpoint)
+            except WorkerFailed as err:
+                failure = err
+            finally:
+                stopping_failure = self._stop()
+                failure = failure or stopping_failure
+            signals = interrupts.received()
+            if signals and failure is None:   # it came while the stop was under way
+                raise interrupts.stop_exception(signals[0])
         return self.finish(failure)
 
     def _supervise(self) -> None:
@@ -554,32 +594,36 @@ class Trainer:
         """Stop the workers (their final states are saved by themselves), write the final
         checkpoint and best weights, close the logs; the first failure met on the way, if any.
 
-        A second Ctrl-C (or SIGTERM) while stopping kills the workers instead of waiting for
-        them, then saves as usual (about a second); further signals are ignored."""
+        The run's second Ctrl-C (or SIGTERM) kills the workers instead of waiting for them,
+        then saves as usual (about a second); further signals are only counted. The signals
+        are :mod:`Utils.interrupts`' (no handler is swapped here, so none is lost)."""
         backend = self.backend
+        self.stopping = True
+        fault_point("stopping")
+        killed: list[bool] = []
 
-        def hurry(signum, frame):
-            backend.kill()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_IGN)
-        previous = {sig: signal.signal(sig, hurry) for sig in (signal.SIGINT, signal.SIGTERM)}
+        def hurry(count: int) -> None:   # count: the run's signals so far, this one included
+            if count >= 2 and not killed:
+                killed.append(True)
+                backend.kill()
+        interrupts.begin_stop(hurry)
         failures: list[WorkerFailed] = []
         try:
             backend.stop()
+            fault_point("stop")
             deadline = time.time() + backend.join_timeout_s
             while backend.running() and time.time() < deadline:
                 # keep draining: a worker cannot exit while its queue buffer is full
                 self._collect(failures, self._handle_messages, 0.1)
             backend.join()
             self._collect(failures, self._handle_messages, 0.05)
+            self._collect(failures, self._final_report)
             self._collect(failures, self._final_save)
         finally:
             try:
                 backend.close()
             finally:
                 self.logger.close()
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
         return failures[0] if failures else None
 
     def _final_save(self) -> None:

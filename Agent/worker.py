@@ -30,6 +30,7 @@ from Agent.parameters import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SAVI
                               UPDATES, SharedParameters)
 from Utils.atari_wrappers import env_state, make_env, restore_env_state
 from Utils.checkpoint import read_worker_state, save_checkpoint
+from Utils.interrupts import unblock_in_child
 
 class Agent(Protocol):
     """What the worker loop drives (``ACERAgent``, ``ContinuousACERAgent``, ``A3CAgent``)."""
@@ -194,8 +195,11 @@ def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counte
     """
     # Ctrl-C reaches the whole process group: only the main process handles it (and SIGTERM),
     # and stops the workers through the stop event so that a final checkpoint is consistent.
+    # They were blocked while it started (Agent.trainer.start_ignoring_interrupts): ignored
+    # now, they can be unblocked (one pending is discarded).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    unblock_in_child()
     _die_with_parent(main_pid)
     torch.set_num_threads(1)
     try:

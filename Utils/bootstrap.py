@@ -32,6 +32,7 @@ STAMP_NAME = ".bootstrap-installed"
 PYTHON_OVERRIDE = "ACER_BOOTSTRAP_PYTHON"
 SHIPPED_PONG = os.path.join("Pre-Trained Weights", "Pong_acer.pth")
 QUICKSTART_STEPS = 30000
+STEPS_OVERRIDE = "ACER_QUICKSTART_STEPS"  # tests: a shorter CartPole run, the same commands
 
 
 class SetupFailed(RuntimeError):
@@ -121,16 +122,17 @@ def ensure_environment(venv: str = VENV) -> str:
 
 def quickstart(python: str) -> int:
     """Play the shipped Pong agent for one game, train ACER on CartPole briefly, play that run."""
+    steps = int(os.environ.get(STEPS_OVERRIDE, QUICKSTART_STEPS))
     run_name = "CartPole-v1_acer_quickstart_" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    steps = [
+    commands = [
         [python, "main.py", "--env_name", "PongNoFrameskip-v4", "--weights", SHIPPED_PONG,
          "--episodes", "1"],
         [python, "main.py", "--do_train", "--env_name", "CartPole-v1", "--n_workers", "2",
-         "--total_steps", str(QUICKSTART_STEPS), "--run_name", run_name],
+         "--total_steps", str(steps), "--run_name", run_name],
         [python, "main.py", "--env_name", "CartPole-v1", "--weights",
-         os.path.join("Models", run_name, "checkpoint.pth"), "--episodes", "3", "--no_video"],
+         os.path.join("Models", run_name), "--episodes", "3", "--no_video"],
     ]
-    for command in steps:
+    for command in commands:
         code = run(command)
         if code != 0:
             print(f"error: the step above exited with code {code}", file=sys.stderr)
@@ -140,7 +142,7 @@ def quickstart(python: str) -> int:
           f"'. .venv/bin/activate'):\n"
           f"  python main.py --do_train --env_name CartPole-v1 --n_workers 2 --total_steps 200000"
           f"   # learns CartPole\n"
-          f"  python main.py --do_train --resume Models/{run_name} --total_steps 60000"
+          f"  python main.py --do_train --resume Models/{run_name} --total_steps {2 * steps}"
           f"   # continue this run\n"
           f"  python main.py --do_train --env_name PongNoFrameskip-v4 --n_workers 2"
           f"   # ACER on Pong, until Ctrl-C\n"

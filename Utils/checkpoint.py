@@ -6,20 +6,20 @@ save leaves the previous file intact. Files are read with
 ``torch.load(weights_only=True)``, which refuses pickles that would run code.
 SIGINT and SIGTERM that arrive during a write are held until it is done, so a
 stopped run exits the usual way (130 or 143) instead of through torch's zip
-writer, which turns an exception raised inside it into an unrelated error.
+writer, which turns an exception raised inside it into an unrelated error
+(:func:`Utils.interrupts.signals_held`).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
-import signal
 import tempfile
-import threading
 import zipfile
 
 import torch
 import yaml
+
+from Utils.interrupts import signals_held
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -45,29 +45,6 @@ class _WriteErrorRecorder:
 
     def flush(self) -> None:
         self.fh.flush()
-
-
-@contextlib.contextmanager
-def signals_held(signals=(signal.SIGINT, signal.SIGTERM)):
-    """Hold ``signals`` while the body runs, then deliver the first that arrived to the handler
-    that was in place before. Outside the main thread (where handlers cannot be set) it does
-    nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-
-    def hold(signum, frame):
-        pending.append(signum)
-
-    previous = {sig: signal.signal(sig, hold) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():  # None: a handler set outside Python
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        if pending:
-            signal.raise_signal(pending[0])
 
 
 def save_checkpoint(state: dict, path: str) -> None:
@@ -106,14 +83,16 @@ def _write_atomically(state: dict, path: str) -> None:
         raise
 
 
-def load_checkpoint(path: str) -> dict:
-    """Read a checkpoint without executing code; :class:`CheckpointError` on any problem."""
+def load_checkpoint(path: str, mmap: bool = False) -> dict:
+    """Read a checkpoint without executing code; :class:`CheckpointError` on any problem.
+    ``mmap``: map the tensors' bytes instead of reading them (cheap when only the counters
+    and settings are wanted: ``python main.py --list_runs``)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint file at {path}")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
         raise CheckpointError(f"{path} is not a readable checkpoint (not a PyTorch zip archive)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
         raise CheckpointError(f"{path} is not a safe checkpoint (refused to unpickle: {first})") from None

@@ -6,7 +6,7 @@ algorithm reads it and where another algorithm's default differs. Everything els
 from those declarations: :meth:`Config.validate`'s range checks, ``--help``'s text
 (:func:`hyperparameter_help`), :data:`DESCRIPTIONS`, :data:`RUN_KEYS`,
 :data:`HYPERPARAMETER_KEYS`, :data:`ALGO_ONLY_KEYS` and :data:`ALGO_DEFAULTS`; a test checks
-``training_configs.yml`` and the README's table against them.
+``training_configs.yml`` and docs/configuration.md's table against them.
 
 :func:`load_config` fills a :class:`Config` from ``training_configs.yml`` (the section for the
 algorithm), applies overrides from the command line and validates the result before any work
@@ -51,6 +51,17 @@ def setting(default=MISSING, *, help: str, low=None, high=None, low_open: bool =
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+def article(word: str) -> str:
+    """'an' before a word that starts with a vowel ('an int', 'an a3c run', 'an Acrobot-v1
+    run'), else 'a' ('a float', 'a bool', 'a CartPole-v1 run')."""
+    return "an" if str(word)[:1].lower() in "aeio" else "a"
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 worker', '2 workers'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _number(value) -> str:
@@ -216,7 +227,7 @@ class Config:
                               f"--n_workers {self.n_workers}: each worker's rollout would be empty")
         if self.algo == "acer" and self.replay_ratio > 0 and self.replay_capacity() < 1:
             raise ConfigError(f"--total_memory_size {self.total_memory_size} is too small for "
-                              f"{self.n_workers} workers with k={self.k}: each worker needs at "
+                              f"{plural(self.n_workers, 'worker')} with k={self.k}: each worker needs at "
                               f"least one trajectory (>= {self.n_workers * self.k})")
 
 
@@ -266,16 +277,48 @@ def continuous_section(algo: str) -> str:
     return f"{algo}_continuous"
 
 
+def yaml_problem(err: yaml.YAMLError, data: bytes) -> str:
+    """Where and what a YAML syntax error is, in one line: 'line L, column C: problem'."""
+    def at(mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    def at_offset(before) -> str:  # the line and column after the text (or bytes) ``before``
+        newline = "\n" if isinstance(before, str) else b"\n"
+        return (f"line {before.count(newline) + 1}, "
+                f"column {len(before) - before.rfind(newline)}")
+
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark, problem = err.problem_mark, err.problem or "invalid YAML"
+        context, start = err.context, err.context_mark
+        if not context or start is None:
+            return f"{at(mark)}: {problem}"
+        if context.startswith("while scanning"):
+            # the token that starts at ``start`` (a key without its ':', an unclosed quote) is
+            # the mistake; PyYAML's problem mark is where it gave up looking, often a line later
+            return f"{at(start)}: {problem} ({context}; the scan stopped at {at(mark)})"
+        return f"{at(mark)}: {problem} ({context} that starts at {at(start)})"
+    if isinstance(err, yaml.reader.ReaderError):
+        if err.encoding == "unicode":  # a control character; its position counts characters
+            text = data.decode("utf-8", "replace")
+            return f"{at_offset(text[:err.position])}: character #x{err.character:04x}: {err.reason}"
+        # a byte that does not decode; its position counts bytes
+        return (f"{at_offset(data[:err.position])}: byte 0x{err.character:02x} is not "
+                f"{err.encoding.upper()} ({err.reason})")
+    return str(err).splitlines()[0]
+
+
 def read_yaml_section(path: str, algo: str, section_name: str | None = None) -> dict:
     """The ``section_name`` section (default: ``algo``'s) of a config YAML, checked for unknown
     sections and keys and for settings ``algo`` does not read and converted to their types."""
     try:
-        with open(path) as fh:
-            table = yaml.safe_load(fh)
+        with open(path, "rb") as fh:  # bytes: PyYAML reads UTF-8 (or UTF-16 with a BOM)
+            data = fh.read()
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        table = yaml.safe_load(data)
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"config file {path} is not valid YAML at {yaml_problem(err, data)}") from None
     name = section_name or algo
     if isinstance(table, dict):
         known = ALGOS + tuple(continuous_section(a) for a in ALGOS)
@@ -318,7 +361,7 @@ def _coerce(key: str, value, type_name: str, where: str):
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where} must be a {type_name}, got {value!r}") from None
+        raise ConfigError(f"{where} must be {article(type_name)} {type_name}, got {value!r}") from None
 
 
 def load_config(yaml_path: str, algo: str, overrides: dict, continuous: bool = False) -> Config:
@@ -373,7 +416,7 @@ def check_memory(cfg: Config, obs_shape: tuple[int, ...], n_actions: int, itemsi
     available = psutil.virtual_memory().available
     if need > available:
         raise ConfigError(f"--n_workers {cfg.n_workers} with a replay of {cfg.total_memory_size} "
-                          f"transitions needs about {need / 1e9:.1f} GB ({cfg.n_workers} workers x "
+                          f"transitions needs about {need / 1e9:.1f} GB ({plural(cfg.n_workers, 'worker')} x "
                           f"{WORKER_BYTES / 1e9:.2f} GB + replay {replay / 1e9:.1f} GB), more than the "
                           f"{available / 1e9:.1f} GB available" if cfg.algo == "acer" else
                           f"--n_workers {cfg.n_workers} needs about {need / 1e9:.1f} GB, more than the "

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import time
 
 import psutil
+from tqdm import tqdm
 from torch.utils.tensorboard import SummaryWriter
 
 EPISODE_FIELDS = ("episode", "global_step", "wall_time", "worker", "reward", "length", "running_reward")
@@ -73,7 +75,8 @@ class RunLogger:
     """Collects worker reports and writes TensorBoard, console and CSV output."""
 
     def __init__(self, log_dir: str, interval: int, start: dict | None = None,
-                 report_seconds: float = 15.0):
+                 report_seconds: float = 15.0, start_steps: int = 0,
+                 budget: tuple[int, int] = (0, 0), terminal: bool | None = None):
         os.makedirs(log_dir, exist_ok=True)
         self.log_dir = log_dir
         start = start or {}
@@ -97,8 +100,53 @@ class RunLogger:
         # Training time is cumulative over resumes: the CSV's wall_time and the console's Time
         # continue from the checkpoint's figure rather than restarting at zero.
         self.t0 = time.time() - float(start.get("train_seconds", 0.0))
-        self.rate_t, self.rate_steps, self.steps_per_second = time.time(), None, None
+        # the rate of the first report is taken from the start (the steps a resumed run began
+        # at), so that it already has one and an ETA; later reports, from the report before
+        self.rate_t, self.rate_steps, self.steps_per_second = time.time(), int(start_steps), None
+        self.reports = 0
+        # a live progress bar (tqdm) on a terminal for a run with a budget; plain lines elsewhere
+        self.total_steps, self.max_episodes = budget
+        self.terminal = sys.stdout.isatty() if terminal is None else terminal
+        self.wants_bar = self.terminal and bool(self.total_steps or self.max_episodes)
+        self.bar = None  # opened when the workers are stepping (or at the first step counted)
         self.csv_file, self.csv = open_csv(os.path.join(log_dir, "episodes.csv"), EPISODE_FIELDS)
+
+    def _open_bar(self, start_steps: int) -> tqdm:
+        """The progress bar: steps (or games, for a ``max_episodes`` budget), rate, ETA and
+        the last running reward, redrawn in place below the console lines."""
+        if self.total_steps:
+            total, done, unit = self.total_steps, min(start_steps, self.total_steps), "step"
+        else:
+            total, done, unit = self.max_episodes, min(self.episodes, self.max_episodes), "game"
+        return tqdm(total=total, initial=done, unit=unit, unit_scale=True, dynamic_ncols=True,
+                    smoothing=0.1, mininterval=0.5, file=sys.stdout, leave=True)
+
+    def start_rate(self, global_step: int) -> None:
+        """All workers are stepping: measure the rate from here, not from the launch."""
+        self.rate_t, self.rate_steps = time.time(), int(global_step)
+        if self.wants_bar and self.bar is None:
+            self.bar = self._open_bar(int(global_step))
+
+    def advance(self, global_step: int) -> None:
+        """Move the progress bar (if any) to ``global_step`` (or to the games played)."""
+        if self.wants_bar and self.bar is None:
+            self.bar = self._open_bar(int(global_step))
+        if self.bar is None:
+            return
+        done = min(int(global_step), self.total_steps) if self.total_steps else \
+            min(self.episodes, self.max_episodes)
+        if done > self.bar.n:
+            if self.running_reward is not None:
+                self.bar.set_postfix_str(f"running reward {self.running_reward:.2f}", refresh=False)
+            self.bar.update(done - self.bar.n)
+
+    def console(self, line: str) -> None:
+        """Print a console line (above the progress bar, when there is one)."""
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stdout)
+            sys.stdout.flush()
+        else:
+            print(line, flush=True)
 
     def episode(self, worker: int, reward: float, length: int, global_step: int) -> None:
         """Record one finished game."""
@@ -159,10 +207,10 @@ class RunLogger:
         ``total_steps`` / ``max_episodes``: the run's budget, for percent done and an ETA)."""
         now = time.time()
         self.last_report = now
-        if self.rate_steps is not None and now > self.rate_t and global_step > self.rate_steps:
+        self.reports += 1
+        if now > self.rate_t and global_step > self.rate_steps:
             self.steps_per_second = (global_step - self.rate_steps) / (now - self.rate_t)
             self.writer.add_scalar("Steps per second", self.steps_per_second, global_step)
-        if self.rate_steps is None or global_step > self.rate_steps:
             self.rate_t, self.rate_steps = now, global_step
         self.write_updates(global_step, now)
         self.csv_file.flush()
@@ -183,10 +231,11 @@ class RunLogger:
             self.writer.add_scalar("Skipped updates", skipped, global_step)
         entropy = "" if self.running["entropy"] is None else f"Entropy: {self.running['entropy']:.3f} | "
         rate = "" if self.steps_per_second is None else f"{self.steps_per_second:.1f} steps/s | "
-        print(f"Iter: {self.iterations} | {games} | {entropy}{replay}Steps: {global_step} | {rate}"
-              f"{self.progress(global_step, total_steps, max_episodes, now)}"
-              f"RAM: {mem.used / 2**30:.1f}/{mem.total / 2**30:.1f} GB | "
-              f"Time: {hms(now - self.t0)}", flush=True)
+        self.console(f"Iter: {self.iterations} | {games} | {entropy}{replay}Steps: {global_step} | "
+                     f"{rate}{self.progress(global_step, total_steps, max_episodes, now)}"
+                     f"RAM: {mem.used / 2**30:.1f}/{mem.total / 2**30:.1f} GB | "
+                     f"Time: {hms(now - self.t0)}")
+        self.advance(global_step)
 
     def write_updates(self, global_step: int, now: float) -> None:
         """Append the running update statistics to ``updates.csv`` (blank: none yet)."""
@@ -223,6 +272,9 @@ class RunLogger:
                 "life_running_reward": self.life_running_reward, "last_game": self.last}
 
     def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
         for extra in (self.lives_csv_file, self.updates_csv_file):
             if extra is not None:
                 extra.close()

@@ -2,17 +2,21 @@
 
 The first game is recorded from the emulator's RGB screen (one frame per agent
 step) as an MP4 (15 fps for Atari's 4-frame action repeat, so real time) and an
-animated GIF (every second frame, to keep it small) under ``video_dir``.
+animated GIF (every second frame, to keep it small) under ``video_dir``. On a terminal
+a tqdm bar on stderr follows each game (frames and score so far) and is cleared before
+the game's line; elsewhere (a file, a pipe) only the lines are written.
 """
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import gymnasium as gym
 import imageio.v2 as imageio
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from NN.networks import build_network
 from Utils.atari_wrappers import StickyActions, box_bounds, is_atari, make_env
@@ -156,6 +160,25 @@ def video_line(recorder: "VideoRecorder", frames: int, frames_per_step: int) -> 
             f"{recorder.mp4_path}, {recorder.gif_path}")
 
 
+def game_bar(episode: int, episodes: int, game: "Game", env) -> tqdm:
+    """A live bar on stderr for one game: ``Game 1/3:  37%|###  | 40000/108000 emulator frames
+    [00:41<01:10, 970.51frames/s, score 12, 10000 agent steps]`` for Atari, against the frame
+    cap (none with ``--max_frames 0``); steps against the environment's time limit (if it has
+    one) elsewhere. It is cleared when closed (``leave=False``)."""
+    if game.frames_per_step > 1:
+        total, unit = game.step_cap * game.frames_per_step or None, "emulator frames"
+    else:
+        total, unit = getattr(getattr(env, "spec", None), "max_episode_steps", None), "steps"
+    # a game can pass the total by a step or two (FIRE after a life lost at the cap): tqdm then
+    # draws the last update without the total, and the bar is closed
+    bar_format = ("{l_bar}{bar}| {n_fmt}/{total_fmt} " + unit + " [{elapsed}<{remaining}, "
+                  if total else "{desc}: {n_fmt} " + unit + " [{elapsed}, ") + "{rate_fmt}{postfix}]"
+    start = "score 0" + (", 0 agent steps" if game.frames_per_step > 1 else "")
+    return tqdm(total=total, desc=f"Game {episode + 1}/{episodes}", unit=unit.split()[-1],
+                bar_format=bar_format, postfix=start, file=sys.stderr, leave=False,
+                dynamic_ncols=True)
+
+
 def find_wrapper(env, wrapper_type):
     """The first wrapper of ``wrapper_type`` in ``env``'s stack, or None."""
     e = env
@@ -197,7 +220,12 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
         scores = Scores()
         for episode in range(episodes):
             recorder = new_recorder(video_dir, env_name) if episode == 0 else None
-            score, truncated, frames = game.play(seed + episode, recorder, window)
+            bar = game_bar(episode, episodes, game, env) if verbose and sys.stderr.isatty() else None
+            try:
+                score, truncated, frames = game.play(seed + episode, recorder, window, bar)
+            finally:
+                if bar is not None:  # cleared: the game's line takes its place
+                    bar.close()
             scores.append(score)
             scores.truncated.append(truncated)
             if verbose:
@@ -281,9 +309,11 @@ class Game:
         self.frames_per_step = 4 if atari else 1   # Atari: the pipeline's frame skip
         self.step_cap = max_frames // 4 if atari and max_frames else 0
 
-    def play(self, seed: int, recorder: VideoRecorder | None, window) -> tuple[float, bool, int]:
+    def play(self, seed: int, recorder: VideoRecorder | None, window,
+             bar: tqdm | None = None) -> tuple[float, bool, int]:
         """One game from ``env.reset(seed=seed)``: raw score, whether it was cut off (the frame
-        cap or the environment's time limit), and its length in frames (steps for non-Atari)."""
+        cap or the environment's time limit), and its length in frames (steps for non-Atari).
+        ``bar`` (:func:`game_bar`) is moved on at every step."""
         obs, _ = self.env.reset(seed=seed)
         self._show(recorder, window)
         hidden = self.net.initial_hidden()  # A3C's LSTM state, zeroed for each game
@@ -295,6 +325,8 @@ class Game:
             obs, reward, terminated, truncated, info = self.env.step(action)
             # --fire_on_new_life's NOOP, FIRE, 2 after a lost life are steps of the game too
             steps, score = steps + 1 + info.get("extra_steps", 0), score + float(reward)
+            if bar is not None:
+                self._advance(bar, steps, score)
             self._show(recorder, window)
             capped = bool(self.step_cap) and steps >= self.step_cap and not terminated
             if terminated or truncated or capped:
@@ -303,6 +335,13 @@ class Game:
                 # the statistics wrapper reports a game only when the environment ends it
                 score = float(info["episode"]["r"]) if "episode" in info else score
                 return score, bool(truncated or capped), steps * self.frames_per_step
+
+    def _advance(self, bar: tqdm, steps: int, score: float) -> None:
+        """The bar at ``steps`` (in emulator frames for Atari, the agent steps beside them) and
+        the score so far; tqdm redraws it at most every 0.1 s."""
+        bar.set_postfix_str(f"score {score:g}" + (f", {steps} agent steps" if self.frames_per_step > 1
+                                                   else ""), refresh=False)
+        bar.update(steps * self.frames_per_step - bar.n)
 
     def _show(self, recorder, window) -> None:
         if recorder is not None or window is not None:

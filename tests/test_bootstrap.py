@@ -1,5 +1,6 @@
 """The README's two commands (``python3 -m Utils.bootstrap quickstart|test``) and the pytest
 line that names the Ray tests skipped without the extras."""
+import glob
 import os
 import subprocess
 import sys
@@ -82,3 +83,27 @@ def test_ray_skips_are_named_in_one_line(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert "1 test(s) skipped: Ray is not installed (pip install -r requirements-ray.txt" \
         in result.stdout, result.stdout
+
+
+def test_the_quickstart_then_the_readme_test_in_the_same_copy(tmp_path):
+    """Following the README (its first command) must not make the suite's README test fail in
+    that tree: the files the Quick start writes (Models/, Logs/, Vid/) are not what a fresh
+    clone holds."""
+    from test_readme_commands import fresh_copy
+    copy = tmp_path / "clone"
+    fresh_copy(copy)
+    for git in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t",
+                                               "commit", "-q", "-m", "clone"]):
+        subprocess.run(["git", *git], cwd=copy, check=True, capture_output=True, timeout=120)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{bootstrap.PYTHON_OVERRIDE: sys.executable,
+                                                   bootstrap.STEPS_OVERRIDE: "400"})
+    quick = subprocess.run([sys.executable, "-m", "Utils.bootstrap", "quickstart"], cwd=copy,
+                           env=env, capture_output=True, text=True, timeout=900)
+    assert quick.returncode == 0, quick.stdout[-2000:] + quick.stderr[-2000:]
+    assert "Quick start done" in quick.stdout and "Game 3/3: score" in quick.stdout
+    assert "Game 1/1: score" in quick.stdout.split("--do_train")[0]   # the shipped Pong agent
+    assert glob.glob(str(copy / "Models" / "CartPole-v1_acer_quickstart_*" / "checkpoint.pth"))
+    suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            "tests/test_readme_commands.py"], cwd=copy, env=env,
+                           capture_output=True, text=True, timeout=1800)
+    assert suite.returncode == 0, suite.stdout[-3000:]

@@ -246,7 +246,7 @@ def test_failed_saves_keep_the_previous_checkpoint(tmp_path, main_cli):
 def test_workers_do_not_outlive_a_killed_main_process(tmp_path, delay):
     """kill -9 of the main process while its workers start up (0.3 s) or train (2 s)."""
     proc = start(["--env_name", "CartPole-v1", "--n_workers", "2"], tmp_path)
-    wait_for(proc, "Training acer")
+    wait_for(proc, "Training ACER")
     time.sleep(delay)
     children = children_of(proc)
     proc.send_signal(signal.SIGKILL)

@@ -11,8 +11,6 @@ Every hyperparameter in training_configs.yml can be overridden as ``--key value`
 """
 from __future__ import annotations
 
-import argparse
-import difflib
 import os
 import shlex
 import signal
@@ -20,163 +18,9 @@ import sys
 import time
 from typing import NoReturn
 
+from Utils.config import default
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-PLAY_FLAGS = ("weights", "episodes", "noop_max", "sticky", "max_frames", "fire_on_new_life",
-              "greedy", "no_video", "render")
-# flags that only training reads (hyperparameters are added from the config)
-TRAIN_FLAGS = ("interval", "checkpoint_minutes", "train_from_scratch", "resume", "recurrent",
-               "n_workers", "total_steps", "max_episodes", "config", "save_replay",
-               "max_bad_updates", "stop_on_save_error", "backend", "ray_address", "ray_mode",
-               "sync_every", "max_policy_lag", "learner_batch", "learner_device", "stall_minutes",
-               "precision", "logs_dir", "run_name")
-# the flags --list_runs reads
-LIST_FLAGS = ("list_runs", "models_dir", "logs_dir", "env_name", "algo")
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: a mistyped flag gets a did-you-mean, not the usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        unknown = [w for w in message.split(": ", 1)[-1].split() if w.startswith("-")]
-        if message.startswith("unrecognized arguments") and unknown:
-            flag = unknown[0].split("=")[0]
-            close = difflib.get_close_matches(flag, list(self._option_string_actions), n=1, cutoff=0.7)
-            hint = f" (did you mean {close[0]}?)" if close else " (python main.py --help lists them)"
-            fail(f"unknown flag {flag}{hint}")
-        fail(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from Utils.config import HYPERPARAMETER_KEYS, Config, hyperparameter_help
-    defaults = Config()
-    p = Parser(description="ACER (Wang et al. 2016) and A3C (Mnih et al. 2016) on Atari and "
-                           "Gymnasium.", allow_abbrev=False)
-    p.add_argument("--env_name", default=None, help="Gymnasium id (default PongNoFrameskip-v4)")
-    p.add_argument("--interval", type=int, default=None,
-                   help="iterations between console lines and checkpoints (default: by time, a "
-                        "line about every 15 s and a checkpoint every --checkpoint_minutes)")
-    p.add_argument("--checkpoint_minutes", type=float, default=None, metavar="M",
-                   help=f"minutes between checkpoints when --interval is not given "
-                        f"(default {defaults.checkpoint_minutes:g})")
-    p.add_argument("--do_train", action="store_true", help="train; without it the program plays")
-    p.add_argument("--train_from_scratch", action="store_true",
-                   help="kept from the original, where passing it CONTINUES the last run; use --resume")
-    p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN_DIR",
-                   help="continue the newest run in --models_dir, or RUN_DIR")
-    p.add_argument("--run_name", default=None, metavar="NAME",
-                   help="name of a new run's folder (default <env>_<algo>_<date-time>)")
-    p.add_argument("--seed", type=int, default=None, help=f"random seed (default {defaults.seed})")
-    p.add_argument("--algo", default=None, help="acer (default) or a3c")
-    p.add_argument("--no_recurrent", dest="recurrent", action="store_const", const=False, default=None,
-                   help="a3c: the paper's feed-forward network instead of the LSTM (recurrent: false)")
-    p.add_argument("--n_workers", type=int, default=None, help="worker processes (default: CPU count)")
-    p.add_argument("--total_steps", type=int, default=None, help="stop after this many agent steps")
-    p.add_argument("--max_episodes", type=int, default=None, help="stop after this many games")
-    p.add_argument("--config", default=os.path.join(HERE, "training_configs.yml"),
-                   help="hyperparameter YAML (default training_configs.yml)")
-    p.add_argument("--save_replay", action="store_const", const=True, default=None,
-                   help="also save the workers' replay memories when the run stops (exact resume)")
-    p.add_argument("--max_bad_updates", type=int, default=None,
-                   help="stop after this many non-finite updates in a row in one worker (default 100; 0: never)")
-    p.add_argument("--stop_on_save_error", action="store_const", const=True, default=None,
-                   help="stop the run when a checkpoint cannot be written (default: warn and go on)")
-    p.add_argument("--backend", default=None,
-                   help="local (default: shared-memory worker processes) or ray (actors and a "
-                        "parameter server; pip install -r requirements-ray.txt)")
-    p.add_argument("--ray_address", default=None,
-                   help="ray: 'auto' or host:port joins a running cluster (default: start a local one)")
-    p.add_argument("--ray_mode", default=None,
-                   help="ray: hogwild (default: the worker loop against a parameter server) or "
-                        "actor_learner (actors ship rollouts to one learner; ACER, discrete actions)")
-    p.add_argument("--sync_every", type=int, default=None, metavar="N",
-                   help=f"actor_learner: actors pull the learner's weights every N rollouts "
-                        f"(default {defaults.sync_every})")
-    p.add_argument("--max_policy_lag", type=int, default=None, metavar="UPDATES",
-                   help="actor_learner: an actor whose last rollout lagged the learner by more "
-                        "than this many updates pulls weights at once (default 0: no limit)")
-    p.add_argument("--learner_batch", type=int, default=None, metavar="B",
-                   help=f"actor_learner: rollouts per learner update (default "
-                        f"{defaults.learner_batch}: one Adam step per trajectory, as in the other "
-                        f"modes; B > 1: B times fewer steps, each on the mean loss of B)")
-    p.add_argument("--learner_device", default=None,
-                   help="actor_learner: cpu (default) or cuda, where the learner runs")
-    p.add_argument("--stall_minutes", type=float, default=None, metavar="M",
-                   help="actor_learner: stop the run, naming the actors it waited on, when no "
-                        f"rollout arrives for M minutes (default {defaults.stall_minutes:g})")
-    p.add_argument("--precision", default=None, choices=["fp32", "bf16"],
-                   help="acer training on images: bf16 runs the learner's trunk in bfloat16 on CPUs "
-                        "with native bf16 (default fp32; a resumed run keeps its own)")
-    p.add_argument("--models_dir", default=None, help="where runs are saved (default Models)")
-    p.add_argument("--logs_dir", default=None, help="where TensorBoard logs go (default Logs)")
-    p.add_argument("--weights", default=None,
-                   help="play or export: checkpoint or weights file, or a run folder (its "
-                        "checkpoint.pth; default: the newest run for --env_name in --models_dir, "
-                        "else the shipped file)")
-    p.add_argument("--episodes", type=int, default=1, help="play: number of full games (default 1)")
-    p.add_argument("--noop_max", type=int, default=30, metavar="N",
-                   help="play, Atari: start each game with 1 to N random no-op frames (0 to 30; "
-                        "default 30, as in training and the papers' protocol; 0: none)")
-    p.add_argument("--sticky", type=float, default=0.0, metavar="P",
-                   help="play, Atari: repeat the previous frame's action with probability P "
-                        "(Machado et al. 2018; ALE v5 uses 0.25; default 0: deterministic)")
-    p.add_argument("--max_frames", type=int, default=108_000, metavar="N",
-                   help="play, Atari: end a game as truncated after N emulator frames "
-                        "(default 108000, 30 minutes; 0: no cap)")
-    p.add_argument("--fire_on_new_life", action="store_true",
-                   help="play, Atari games that start with FIRE: press it for the agent after each "
-                        "lost life, as training does (not the papers' protocol, where the agent must)")
-    p.add_argument("--greedy", action="store_true",
-                   help="play: take the most probable action (continuous: the Gaussian's mean)")
-    p.add_argument("--no_video", action="store_true", help="play: do not record the first game to Vid/")
-    p.add_argument("--render", action="store_true", help="play: show the games in a window (needs a display)")
-    p.add_argument("--export", nargs="?", const="default", default=None, metavar="OUT_FILE",
-                   help="write the weights of --weights, or of the newest run for --env_name, as a "
-                        "playable file (default: 'Pre-Trained Weights/<Game>_<algo>.pth')")
-    p.add_argument("--list_runs", action="store_true",
-                   help="list the runs in --models_dir, newest last (folder, game, algorithm, "
-                        "steps, best running reward, when last written), only those of "
-                        "--env_name and --algo if given, and exit")
-    hp = p.add_argument_group("hyperparameters (override training_configs.yml)")
-    for key in HYPERPARAMETER_KEYS:
-        if key == "recurrent":
-            continue  # --no_recurrent above
-        hp.add_argument(f"--{key}", default=None, metavar=type(getattr(defaults, key)).__name__.upper(),
-                        help=hyperparameter_help(key))
-    return p
-
-
-def given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
-    """The destinations of the flags typed on the command line."""
-    given = set()
-    for word in argv:
-        if word.startswith("--"):
-            action = parser._option_string_actions.get(word.split("=", 1)[0])
-            if action is not None:
-                given.add(action.dest)
-    return given
-
-
-def warn_ignored(given: set[str], args) -> None:
-    """One warning line for flags the chosen mode does not read."""
-    from Utils.config import HYPERPARAMETER_KEYS
-    if args.list_runs:
-        ignored, mode = sorted(f for f in given if f not in LIST_FLAGS), "--list_runs"
-        hint = "it reads --models_dir, --logs_dir, --env_name and --algo"
-    elif args.do_train:
-        ignored, mode, hint = [f for f in PLAY_FLAGS if f in given], "training", "play only"
-    else:
-        train_only = TRAIN_FLAGS + tuple(HYPERPARAMETER_KEYS)
-        ignored = [f for f in train_only if f in given]
-        mode = "export" if args.export is not None else "play"
-        hint = "training only; add --do_train to train"
-        if args.export is not None:
-            ignored += [f for f in PLAY_FLAGS if f in given and f != "weights"]
-            hint = "not read by --export"
-    if ignored:
-        names = ", ".join("--no_recurrent" if f == "recurrent" else f"--{f}" for f in ignored)
-        print(f"warning: {mode} ignores {names} ({hint})", file=sys.stderr, flush=True)
 
 
 def fail(message: str) -> NoReturn:
@@ -186,6 +30,7 @@ def fail(message: str) -> NoReturn:
 
 def main(argv=None) -> int:
     """Parse the command line and run the export, play or training it asks for."""
+    from Utils.cli import build_parser, given_flags, ignored_warning
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -193,7 +38,9 @@ def main(argv=None) -> int:
         other, what = ("--do_train", "train") if args.do_train else ("--export", "export")
         fail(f"--list_runs lists the runs and exits; drop {other} to list them, or --list_runs "
              f"to {what}")
-    warn_ignored(given_flags(parser, argv), args)
+    warning = ignored_warning(given_flags(parser, argv), args)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     try:
         if args.list_runs:
             return list_command(args)
@@ -216,27 +63,26 @@ def command_overrides(args) -> dict:
 def build_config(args, overrides: dict, resume_state: dict | None = None):
     """The run's :class:`Utils.config.Config`: defaults <- YAML <- ``overrides``, checked."""
     from Utils.atari_wrappers import check_env_id, has_box_actions
-    from Utils.config import check_keys_for_algo, load_config
-    algo = overrides.get("algo") or "acer"
+    from Agent.algorithms import load_run_config
+    from Utils.config import check_keys_for_algo
+    algo = overrides.get("algo") or default("algo")
     check_keys_for_algo(algo, [k for k, v in command_overrides(args).items() if v is not None])
-    env_name = overrides.get("env_name") or "PongNoFrameskip-v4"
+    env_name = overrides.get("env_name") or default("env_name")
     check_env_id(env_name)
     # Box action spaces take the <algo>_continuous section on top of the algorithm's
     continuous = ("action_low" in resume_state if resume_state is not None
                   else args.do_train and has_box_actions(env_name))
-    return load_config(args.config, algo, overrides, continuous)
+    return load_run_config(args.config, algo, overrides, continuous)
 
 
 def check_play_flags(args) -> None:
-    """Refuse play settings out of range (one line, exit 2)."""
-    if args.episodes < 1:
-        fail(f"--episodes must be at least 1, got {args.episodes}")
-    if not 0 <= args.noop_max <= 30:
-        fail(f"--noop_max must be in 0..30 (the papers' protocol uses 30), got {args.noop_max}")
-    if not 0 <= args.sticky < 1:
-        fail(f"--sticky must be a probability in [0, 1), got {args.sticky}")
-    if args.max_frames < 0:
-        fail(f"--max_frames must be >= 0 (0: no cap), got {args.max_frames}")
+    """Refuse play settings out of range (one line, exit 2): :class:`Utils.cli.PlaySettings`'."""
+    from Utils.cli import play_settings
+    from Utils.config import ConfigError
+    try:
+        play_settings(args)
+    except ConfigError as err:
+        fail(str(err))
 
 
 def train_hint(env_name: str, algo: str | None) -> str:
@@ -252,7 +98,7 @@ def choose_weights(args, env_name: str, algo: str | None, shipped_fallback: bool
         return folder_checkpoint(args.weights), "the last checkpoint of the run folder given with --weights"
     if args.weights:
         return args.weights, "given with --weights"
-    models_dir = args.models_dir or "Models"
+    models_dir = args.models_dir or default("models_dir")
     run = latest_run(models_dir, env_name, algo)
     if run is not None:
         return os.path.join(run, CHECKPOINT_NAME), f"the newest {env_name} run in {models_dir}/"
@@ -303,7 +149,7 @@ def weights_note(args, path: str, state: dict, shipped_hint: bool = True) -> str
         except (CheckpointError, KeyError, TypeError, ValueError):
             pass
         return f'note: {args.weights} also holds {BEST_NAME} ({what}): --weights "{best}"'
-    env_name, models_dir = state["env_name"], args.models_dir or "Models"
+    env_name, models_dir = state["env_name"], args.models_dir or default("models_dir")
     for algo in (state.get("algo", "acer"), args.algo or "acer"):
         shipped = pretrained_path(HERE, env_name, algo)
         if not shipped_hint or not os.path.isfile(shipped) or os.path.samefile(shipped, path):
@@ -333,6 +179,18 @@ def load_weights(args, path: str) -> dict:
     return state
 
 
+def algorithm_of(state: dict, path: str):
+    """The registry record of the algorithm that trained ``state``; a one-line error when it is
+    not known here."""
+    from Agent.algorithms import get
+    from Utils.config import ConfigError
+    try:
+        return get(state.get("algo", "acer"))
+    except ConfigError:
+        fail(f"{path} holds weights of the algorithm '{state.get('algo')}', which this "
+             f"installation does not know")
+
+
 def describe_weights(path: str, reason: str, state: dict) -> str:
     """``Playing FILE (why): acer on Pong..., 2,950,000 steps trained, precision fp32``."""
     steps = state.get("counters", {}).get("global_steps")
@@ -347,7 +205,7 @@ def weights_for(args, shipped_fallback: bool = True) -> tuple[str, str, dict]:
     from Utils.atari_wrappers import check_env_id
     env_name = args.env_name
     if env_name is None and args.weights is None:
-        env_name = "PongNoFrameskip-v4"
+        env_name = default("env_name")
     if env_name is not None:
         try:
             check_env_id(env_name)
@@ -361,7 +219,7 @@ def list_command(args) -> int:
     """``--list_runs``: a table of the run folders in --models_dir (those of --env_name and
     --algo if given), newest last; one line when there are none. Nothing is trained or played."""
     from Utils.runs import format_table, list_runs
-    models_dir = args.models_dir or "Models"
+    models_dir = args.models_dir or default("models_dir")
     shown_dir = os.path.join(models_dir, "")
     hint = ("python main.py --do_train" + (f" --env_name {args.env_name}" if args.env_name else "")
             + (f" --algo {args.algo}" if args.algo and args.algo != "acer" else "")
@@ -410,8 +268,9 @@ def play_command(args) -> int:
     from Utils.play import play
     check_play_flags(args)
     path, reason, state = weights_for(args)
+    algorithm = algorithm_of(state, path)
     env_name = state["env_name"]
-    seed = args.seed if args.seed is not None else 123
+    seed = args.seed if args.seed is not None else default("seed")
     if args.sticky and sticky_probability(env_name):
         fail(f"--sticky: {env_name} already repeats actions with probability "
              f"{sticky_probability(env_name):g} in the emulator; use a NoFrameskip-v4 id with --sticky")
@@ -428,7 +287,8 @@ def play_command(args) -> int:
         scores = play(state, env_name, args.episodes, seed, args.greedy,
                       video_dir=None if args.no_video else "Vid", render=args.render,
                       noop_max=args.noop_max, sticky=args.sticky, max_frames=args.max_frames,
-                      fire_on_new_life=args.fire_on_new_life)
+                      fire_on_new_life=args.fire_on_new_life,
+                      build_network=algorithm.build_network)
     except CheckpointError as err:
         fail(str(err))
     summary = summarize(scores)
@@ -450,13 +310,13 @@ def resume_settings(args, overrides: dict) -> tuple[dict, str, dict, list[str]]:
     (printed once every check has passed)."""
     from Utils.checkpoint import CHECKPOINT_NAME, latest_run, load_checkpoint
     from Utils.config import HYPERPARAMETER_KEYS, RUN_KEYS, article
-    models_dir = args.models_dir or "Models"
+    models_dir = args.models_dir or default("models_dir")
     run_dir = (latest_run(models_dir, args.env_name, args.algo) if args.resume == "latest"
                else args.resume)
     if run_dir is None:
         which = f" for {args.env_name}" if args.env_name else ""
         fail(f"--resume: no run with a checkpoint in {models_dir}/{which}; start one with: "
-             f"{train_hint(args.env_name or 'PongNoFrameskip-v4', args.algo)}")
+             f"{train_hint(args.env_name or default('env_name'), args.algo)}")
     resume_state = load_checkpoint(os.path.join(run_dir, CHECKPOINT_NAME))
     saved = resume_state["config"]
     if args.algo is not None and args.algo != resume_state.get("algo"):
@@ -499,7 +359,9 @@ def new_run_dir(args, cfg) -> str:
 def prepare_training(args):
     """Settings, run folder and trainer of the run to start or resume; checks everything
     before anything is written."""
-    from Agent.trainer import Trainer, env_spec
+    from Agent.runtime.state import env_spec
+    from Agent.algorithms import get
+    from Agent.training import backend_class, build_trainer
     from Utils.checkpoint import CheckpointError, check_writable_dir
     from Utils.config import ConfigError, check_memory, save_config
     from Utils.atari_wrappers import pipeline_note
@@ -523,19 +385,14 @@ def prepare_training(args):
         problem = check_precision(cfg.precision, spec[0])
         if problem:
             fail(problem)
-        check_memory(cfg, *spec)
+        check_memory(cfg, get(cfg.algo).memory(cfg, *spec))
         if args.ray_mode is not None and cfg.backend != "ray":
             fail(f"--ray_mode is a setting of --backend ray; this run uses --backend {cfg.backend}")
-        trainer_class = Trainer
-        if cfg.backend == "ray":
-            try:
-                if cfg.ray_mode == "actor_learner":
-                    from Agent.actor_learner import ActorLearnerTrainer as trainer_class
-                else:
-                    from Agent.ray_backend import RayTrainer as trainer_class
-            except ImportError:
-                fail("--backend ray needs Ray: pip install -r requirements-ray.txt")
-        trainer = trainer_class(cfg, run_dir, log_dir, resume_state, spec=spec)
+        try:
+            backend = backend_class(cfg)
+        except ImportError:
+            fail("--backend ray needs Ray: pip install -r requirements-ray.txt")
+        trainer = build_trainer(cfg, run_dir, log_dir, resume_state, spec=spec, backend=backend)
         save_config(cfg, os.path.join(run_dir, "config.yml"))
         for change in changes:  # printed once nothing can refuse the run any more
             print(change)
@@ -550,7 +407,7 @@ def prepare_training(args):
 
 def train_command(args) -> int:
     """Train until a budget is spent or the run is stopped; exit 0, 1 (a failure), 130 or 143."""
-    from Agent.trainer import Terminated, WorkerFailed
+    from Agent.runtime.trainer import Terminated, WorkerFailed
     from Utils.checkpoint import CHECKPOINT_NAME
     from Utils import interrupts
     from Utils.config import plural
@@ -588,10 +445,10 @@ def train_command(args) -> int:
 
 
 def algo_variant(cfg) -> str:
-    """The algorithm as the banner names it: 'ACER', 'recurrent A3C' or 'feed-forward A3C'."""
-    if cfg.algo == "a3c":
-        return f"{'recurrent' if cfg.recurrent else 'feed-forward'} A3C"
-    return cfg.algo.upper()
+    """The algorithm as the banner names it: 'ACER', 'recurrent A3C' or 'feed-forward A3C'
+    (its registry record's ``title``)."""
+    from Agent.algorithms import get
+    return get(cfg.algo).banner(cfg)
 
 
 def budget_text(cfg) -> str:

@@ -359,30 +359,38 @@ class SDNet(nn.Module):
         return self.policy(obs), None
 
 
-def build_network(algo: str, obs_shape: tuple[int, ...], n_actions: int, config: dict,
-                  action_bounds: tuple | None = None) -> nn.Module:
-    """The network ``algo`` uses, sized by the run's ``config`` (a dict of its settings).
+def _split_bounds(n_actions: int, action_bounds) -> tuple[list, list]:
+    low, high = action_bounds
+    if len(low) != n_actions or len(high) != n_actions:
+        raise ValueError(f"action bounds of length {len(low)} for {n_actions} action dimensions")
+    return low, high
 
-    ``action_bounds`` = (low, high) lists for a Box action space (``n_actions`` is then its
-    dimension): the continuous networks; None for discrete actions."""
+
+def acer_network(obs_shape: tuple[int, ...], n_actions: int, config: dict,
+                 action_bounds: tuple | None = None) -> nn.Module:
+    """ACER's network, sized by the run's ``config`` (a dict of its settings): :class:`ACERNet`
+    for discrete actions, :class:`SDNet` for a Box (``action_bounds`` = (low, high) lists,
+    ``n_actions`` its dimension)."""
     mlp_hidden = int(config.get("mlp_hidden", 128))
-    if action_bounds is not None:
-        low, high = action_bounds
-        if len(low) != n_actions or len(high) != n_actions:
-            raise ValueError(f"action bounds of length {len(low)} for {n_actions} action dimensions")
-        if algo == "acer":
-            return SDNet(obs_shape, low, high, mlp_hidden, float(config.get("policy_std", 0.3)))
-        if algo == "a3c":
-            if bool(config.get("recurrent", False)):
-                raise ValueError("continuous A3C has no recurrent network; set recurrent: false "
-                                 "(--no_recurrent)")
-            return GaussianA3CNet(obs_shape, low, high, mlp_hidden)
-    elif algo == "acer":
+    if action_bounds is None:
         return ACERNet(obs_shape, n_actions, mlp_hidden)
-    elif algo == "a3c":
+    low, high = _split_bounds(n_actions, action_bounds)
+    return SDNet(obs_shape, low, high, mlp_hidden, float(config.get("policy_std", 0.3)))
+
+
+def a3c_network(obs_shape: tuple[int, ...], n_actions: int, config: dict,
+                action_bounds: tuple | None = None) -> nn.Module:
+    """A3C's network: :class:`A3CNet` (LSTM with ``recurrent``, else the paper's feed-forward
+    net) for discrete actions, :class:`GaussianA3CNet` for a Box (feed-forward only)."""
+    mlp_hidden = int(config.get("mlp_hidden", 128))
+    if action_bounds is None:
         return A3CNet(obs_shape, n_actions, bool(config.get("recurrent", True)),
                       int(config.get("hidden_size", 256)), mlp_hidden)
-    raise ValueError(f"no network for algorithm '{algo}'")
+    low, high = _split_bounds(n_actions, action_bounds)
+    if bool(config.get("recurrent", False)):
+        raise ValueError("continuous A3C has no recurrent network; set recurrent: false "
+                         "(--no_recurrent)")
+    return GaussianA3CNet(obs_shape, low, high, mlp_hidden)
 
 
 def network_kind(obs_shape: tuple[int, ...]) -> str:

@@ -23,7 +23,7 @@ from Utils.interrupts import signals_held
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pth"
-BEST_NAME = "best.pth"   # the weights at the best full-game running reward (Agent/trainer.py)
+BEST_NAME = "best.pth"   # the weights at the best full-game running reward (Agent/runtime/trainer.py)
 
 
 class CheckpointError(ValueError):
@@ -112,11 +112,12 @@ WEIGHT_KEYS = ("format_version", "algo", "env_name", "obs_shape", "n_actions", "
                "config", "counters", "model", "action_low", "action_high")
 
 
-def read_worker_state(path: str, iteration: int, algo: str) -> tuple[dict | None, str | None]:
+def read_worker_state(path: str, iteration: int,
+                      fresh: str = "new seed and environment") -> tuple[dict | None, str | None]:
     """The one rule for resuming a worker from its ``worker_<i>.pth``, on either backend:
     ``(state, None)`` to continue from it, or ``(None, warning)`` to start afresh (a new seed
     drawn from the run's seed, the worker id and its iteration count; a new environment and
-    game; an empty replay, or A3C's zero LSTM state).
+    game; an empty replay, or A3C's zero LSTM state: ``fresh`` says so in the warning).
 
     * no file (a new run, or none was written): afresh, ``warning`` None;
     * a file written at another iteration than ``iteration``, the one the run's checkpoint
@@ -130,7 +131,6 @@ def read_worker_state(path: str, iteration: int, algo: str) -> tuple[dict | None
     try:
         saved = load_checkpoint(path)
     except CheckpointError as err:
-        fresh = "new seed and environment" + (", empty replay" if algo == "acer" else "")
         return None, f"{err}; the worker starts afresh ({fresh})"
     return (saved if saved.get("iteration") == iteration else None), None
 

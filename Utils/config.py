@@ -21,7 +21,9 @@ from dataclasses import MISSING, dataclass, field, fields
 
 import yaml
 
-ALGOS = ("acer", "a3c")
+# The algorithms whose settings this module knows: the built-in ones here, others added by
+# :func:`declare_algorithm` (which :func:`Agent.registry.register` calls).
+ALGOS = ["acer", "a3c"]
 BACKENDS = ("local", "ray")
 RAY_MODES = ("hogwild", "actor_learner")
 LEARNER_DEVICES = ("cpu", "cuda")
@@ -32,10 +34,16 @@ class ConfigError(ValueError):
     """A setting that cannot work; the message is one line for the user."""
 
 
+TRAIN, PLAY, EXPORT, LIST = "train", "play", "export", "list"   # what the command line does
+EVERY_MODE = frozenset((TRAIN, PLAY, EXPORT, LIST))
+
+
 def setting(default=MISSING, *, help: str, low=None, high=None, low_open: bool = False,
             high_open: bool = False, choices: tuple | None = None, run: bool = False,
             only: str | None = None, algo_defaults: dict | None = None, label: str = "",
-            hint: str = "", default_factory=MISSING):
+            hint: str = "", default_factory=MISSING, modes=frozenset((TRAIN,)), flag: str = "",
+            const=MISSING, nargs: str | None = None, metavar: str | None = None,
+            default_text: str = "", rule: str = "", switch: bool = False):
     """A :class:`Config` field with its metadata.
 
     ``help``: one line for ``--help`` and the docs. ``low``/``high``: allowed bounds, closed
@@ -43,11 +51,20 @@ def setting(default=MISSING, *, help: str, low=None, high=None, low_open: bool =
     the run (flags only), not a hyperparameter read from the YAML. ``only``: the one algorithm
     that reads it. ``algo_defaults``: {algo: default} where an algorithm's default differs
     from ``default``. ``label``/``hint``: words the range error adds after the flag
-    ("--k (rollout length) must ...") or after the rule ("... >= 0 (0: by time), got -1").
+    ("--k (rollout length) must ...") or after the rule ("... >= 0 (0: by time), got -1");
+    ``rule``: the allowed values in words, where the bounds' own words would not do.
+
+    The command line is generated from these declarations (:mod:`Utils.cli`): ``modes``, what
+    reads the flag (``TRAIN``, ``PLAY``, ``EXPORT``, ``LIST``; a flag given to another mode is
+    named in a warning); ``switch``: a flag without a value (``--save_replay``), ``const``
+    its value, ``flag`` its name when not ``--<field>`` (``--no_recurrent``); ``nargs``/
+    ``metavar`` as for argparse; ``default_text``: the default in words for ``--help``.
     """
     metadata = {"help": help, "low": low, "high": high, "low_open": low_open,
                 "high_open": high_open, "choices": choices, "run": run, "only": only,
-                "algo_defaults": dict(algo_defaults or {}), "label": label, "hint": hint}
+                "algo_defaults": dict(algo_defaults or {}), "label": label, "hint": hint,
+                "modes": frozenset(modes), "flag": flag, "const": const, "nargs": nargs,
+                "metavar": metavar, "default_text": default_text, "rule": rule, "switch": switch}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -72,6 +89,8 @@ def range_rule(meta) -> str:
     """The allowed values of a field in words: 'positive', 'at least 1', 'in (0, 1]', ...
     ('' for a field without a range)."""
     low, high = meta.get("low"), meta.get("high")
+    if meta.get("rule"):
+        return meta["rule"]
     if meta.get("choices"):
         return f"one of {', '.join(meta['choices'])}"
     if low is not None and high is not None:
@@ -99,30 +118,33 @@ def in_range(meta, value) -> bool:
 
 
 @dataclass
-class Config:
-    """Every setting of a run. Hyperparameter defaults are the original's ACER table; a
-    field's ``algo_defaults`` holds where A3C's differ."""
-    # run (flags only; not read from the YAML)
-    env_name: str = setting("PongNoFrameskip-v4", run=True, help="Gymnasium id")
-    algo: str = setting("acer", run=True, choices=ALGOS, help="the algorithm: acer or a3c")
+class RunSettings:
+    """The settings of a run that are not the algorithm's: which game and algorithm, how many
+    workers, budgets, folders, backends. Flags only; not read from the YAML."""
+    env_name: str = setting("PongNoFrameskip-v4", run=True, modes=EVERY_MODE, help="Gymnasium id")
+    algo: str = setting("acer", run=True, choices=ALGOS, modes=EVERY_MODE,  # the list: it grows
+                        help="the algorithm: acer or a3c (or one registered in Agent.registry)")
     n_workers: int = setting(default_factory=lambda: os.cpu_count() or 1, run=True, low=1,
-                             help="worker processes (default: CPU count)")
-    seed: int = setting(123, run=True, help="random seed")
+                             default_text="CPU count", help="worker processes")
+    seed: int = setting(123, run=True, modes=(TRAIN, PLAY), help="random seed")
     interval: int = setting(0, run=True, low=0, hint="0: by time",
-                            help="iterations between console lines and checkpoints; 0: by time")
-    checkpoint_minutes: float = setting(5.0, run=True, low=0, low_open=True,
+                            default_text="0: by time, a line about every 15 s and a checkpoint "
+                                         "every --checkpoint_minutes",
+                            help="iterations between console lines and checkpoints")
+    checkpoint_minutes: float = setting(5.0, run=True, low=0, low_open=True, metavar="M",
                                         help="with interval 0: minutes between checkpoints")
     total_steps: int = setting(0, run=True, low=0,
                                help="stop after this many agent steps (0: no limit)")
     max_episodes: int = setting(0, run=True, low=0,
                                 help="stop after this many finished games (0: no limit)")
-    models_dir: str = setting("Models", run=True, help="where runs are saved")
-    logs_dir: str = setting("Logs", run=True, help="where TensorBoard logs go")
-    save_replay: bool = setting(False, run=True, only="acer",
-                                help="also save the replay memories when the run stops")
+    models_dir: str = setting("Models", run=True, modes=EVERY_MODE, help="where runs are saved")
+    logs_dir: str = setting("Logs", run=True, modes=(TRAIN, LIST), help="where TensorBoard logs go")
+    save_replay: bool = setting(False, run=True, only="acer", switch=True, const=True,
+                                help="also save the workers' replay memories when the run "
+                                     "stops (exact resume)")
     max_bad_updates: int = setting(100, run=True, low=0,
                                    help="stop after this many non-finite updates in a row (0: never)")
-    stop_on_save_error: bool = setting(False, run=True,
+    stop_on_save_error: bool = setting(False, run=True, switch=True, const=True,
                                        help="stop the run when a checkpoint cannot be written")
     backend: str = setting("local", run=True, choices=BACKENDS,
                            help="local: shared-memory workers; ray: actors and a parameter server")
@@ -131,24 +153,32 @@ class Config:
     ray_mode: str = setting("hogwild", run=True, choices=RAY_MODES,
                             help="ray: hogwild (workers and a parameter server) or actor_learner "
                                  "(actors ship rollouts to one learner; acer, discrete actions)")
-    sync_every: int = setting(4, run=True, only="acer", low=1,
+    sync_every: int = setting(4, run=True, only="acer", low=1, metavar="N",
                               help="actor_learner: actors pull the learner's weights every this "
                                    "many rollouts")
     max_policy_lag: int = setting(0, run=True, only="acer", low=0, hint="0: no limit",
+                                  metavar="UPDATES",
                                   help="actor_learner: an actor whose last rollout lagged the "
                                        "learner by more updates pulls weights at once (0: no limit)")
-    learner_batch: int = setting(1, run=True, only="acer", low=1,
+    learner_batch: int = setting(1, run=True, only="acer", low=1, metavar="B",
                                  help="actor_learner: rollouts per learner update (1: one Adam "
                                       "step per trajectory, as in the other modes; b > 1: b times "
                                       "fewer steps, each on the mean loss of b trajectories)")
     learner_device: str = setting("cpu", run=True, only="acer", choices=LEARNER_DEVICES,
                                   help="actor_learner: where the learner's networks and Adam live")
-    stall_minutes: float = setting(15.0, run=True, only="acer", low=0, low_open=True,
+    stall_minutes: float = setting(15.0, run=True, only="acer", low=0, low_open=True, metavar="M",
                                    help="actor_learner: stop the run, naming the actors it waited "
                                         "on, when no rollout arrives for this many minutes")
     precision: str = setting("fp32", run=True, choices=PRECISIONS,
                              help="bf16: ACER's learner runs its image trunk in bfloat16 (faster)")
-    # hyperparameters shared by both algorithms
+
+
+@dataclass
+class Hyperparameters:
+    """The algorithm's settings, read from the YAML's section for the algorithm and overridden
+    by flags. Defaults are the original's ACER table; a field's ``algo_defaults`` holds where
+    A3C's differ."""
+    # shared by both algorithms
     lr: float = setting(1e-4, low=0, low_open=True, help="Adam learning rate")
     adam_eps: float = setting(1e-8, low=0, low_open=True, help="Adam epsilon")
     entropy_coef: float = setting(0.001, low=0, algo_defaults={"a3c": 0.01},
@@ -187,56 +217,40 @@ class Config:
                                help="continuous acer: action samples for the SDN critic's mean "
                                     "advantage")
     # A3C only (training_configs.yml: a3c)
-    recurrent: bool = setting(True, only="a3c",
-                              help="a3c: LSTM policy (the original's); false: the paper's "
-                                   "feed-forward net")
+    recurrent: bool = setting(True, only="a3c", flag="--no_recurrent", switch=True, const=False,
+                              help="a3c: the LSTM policy (the original's); --no_recurrent "
+                                   "(recurrent: false): the paper's feed-forward net")
     total_update_period: int = setting(80, only="a3c", low=1,
                                        help="recurrent a3c: rollout steps summed over the workers")
     t_max: int = setting(5, only="a3c", low=1, help="feed-forward a3c: rollout length")
     hidden_size: int = setting(256, only="a3c", low=1, help="a3c: LSTM cell or fc layer width")
 
-    def replay_capacity(self) -> int:
-        """Trajectories each worker's replay holds: total // (n_workers * k), as in the original."""
-        return self.total_memory_size // (self.n_workers * self.k)
 
-    def rollout_length(self) -> int:
-        """Agent steps each worker takes between two updates of its own."""
-        if self.algo == "acer":
-            return self.k
-        return self.total_update_period // self.n_workers if self.recurrent else self.t_max
+@dataclass
+class Config(Hyperparameters, RunSettings):
+    """Every setting of a run: its :class:`RunSettings` and its :class:`Hyperparameters`, as
+    one flat record (``cfg.lr``, ``cfg.n_workers``), the form checkpoints store."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first setting out of range: each field's
-        declared range or choices, then the checks that involve several fields."""
+        """Raise :class:`ConfigError` naming the first setting out of its declared range or
+        choices. What an algorithm needs beyond that (its own checks, what it supports) is
+        its registry record's: :func:`Agent.registry.check_config` runs every check."""
         for f in fields(self):
             value = getattr(self, f.name)
             if not in_range(f.metadata, value):
                 raise ConfigError(range_error(f.name, value))
-        if self.precision == "bf16" and self.algo != "acer":
-            raise ConfigError("--precision bf16 is for --algo acer only: A3C's update is about a "
-                              "third of its step and measured 1.2x faster in bfloat16, about 6% "
-                              "in all; use --precision fp32")
-        if self.backend == "ray" and self.ray_mode == "actor_learner" and self.algo != "acer":
-            raise ConfigError(f"--ray_mode actor_learner runs --algo acer only; --algo "
-                              f"{self.algo} runs with --ray_mode hogwild")
-        if self.algo == "a3c" and self.recurrent and self.rollout_length() < 1:
-            raise ConfigError(f"--total_update_period {self.total_update_period} is smaller than "
-                              f"--n_workers {self.n_workers}: each worker's rollout would be empty")
-        if self.algo == "acer" and self.replay_ratio > 0 and self.replay_capacity() < 1:
-            raise ConfigError(f"--total_memory_size {self.total_memory_size} is too small for "
-                              f"{plural(self.n_workers, 'worker')} with k={self.k}: each worker needs at "
-                              f"least one trajectory (>= {self.n_workers * self.k})")
 
 
 FIELDS = {f.name: f for f in fields(Config)}
 
 
-def range_error(key: str, value) -> str:
-    """The one-line error for ``key`` = ``value`` outside its declared range or choices."""
-    meta = FIELDS[key].metadata
+def range_error(key: str, value, meta=None) -> str:
+    """The one-line error for ``key`` = ``value`` outside its declared range or choices
+    (``meta``: the field's metadata, by default :class:`Config`'s field ``key``)."""
+    meta = FIELDS[key].metadata if meta is None else meta
     flag = f"--{key} ({meta['label']})" if meta.get("label") else f"--{key}"
     hint = f" ({meta['hint']})" if meta.get("hint") else ""
     shown = f"'{value}'" if meta.get("choices") else value
@@ -255,6 +269,24 @@ ALGO_DEFAULTS = {algo: {name: f.metadata["algo_defaults"][algo] for name, f in F
                  for algo in ALGOS}
 # One line per setting, for --help (defaults are appended from the dataclass).
 DESCRIPTIONS = {name: f.metadata["help"] for name, f in FIELDS.items()}
+
+
+def declare_algorithm(name: str) -> None:
+    """Make ``name`` a known algorithm here: ``--algo name``, its YAML sections. It reads the
+    shared hyperparameters (settings declared ``only`` for another algorithm are not its)."""
+    if name not in ALGOS:
+        ALGOS.append(name)
+        ALGO_ONLY_KEYS[name] = ()
+        ALGO_DEFAULTS[name] = {}
+
+
+def default(key: str, algo: str | None = None):
+    """The declared default of setting ``key`` (``algo``'s, where it differs): the one place
+    defaults come from, for code that needs one of a flag that was not given."""
+    if algo is not None and key in ALGO_DEFAULTS.get(algo, {}):
+        return ALGO_DEFAULTS[algo][key]
+    f = FIELDS[key]
+    return f.default_factory() if f.default is MISSING else f.default
 
 
 def algo_keys(algo: str) -> tuple[str, ...]:
@@ -321,7 +353,7 @@ def read_yaml_section(path: str, algo: str, section_name: str | None = None) -> 
         raise ConfigError(f"config file {path} is not valid YAML at {yaml_problem(err, data)}") from None
     name = section_name or algo
     if isinstance(table, dict):
-        known = ALGOS + tuple(continuous_section(a) for a in ALGOS)
+        known = tuple(ALGOS) + tuple(continuous_section(a) for a in ALGOS)
         for top in table:
             if top not in known:
                 raise ConfigError(f"unknown section '{top}' in {path} (sections: {', '.join(known)})")
@@ -370,7 +402,7 @@ def load_config(yaml_path: str, algo: str, overrides: dict, continuous: bool = F
     if algo not in ALGOS:
         raise ConfigError(f"--algo must be one of {', '.join(ALGOS)}, got '{algo}'")
     values = Config(algo=algo).to_dict()
-    values.update(ALGO_DEFAULTS[algo])
+    values.update(ALGO_DEFAULTS.get(algo, {}))
     values.update(read_yaml_section(yaml_path, algo))
     if continuous:
         values.update(read_yaml_section(yaml_path, algo, continuous_section(algo)))
@@ -404,23 +436,23 @@ def replay_bytes_per_transition(obs_shape: tuple[int, ...], itemsize: int, n_act
     return n * (itemsize if image else 4) + action + 4 + 1 + 1 + mu + 1
 
 
-def check_memory(cfg: Config, obs_shape: tuple[int, ...], n_actions: int, itemsize: int,
-                 action_bounds=None) -> None:
-    """Refuse a run whose workers and replay would not fit in the memory available now."""
+def check_memory(cfg: Config, extra: tuple[int, str, str] = (0, "", "")) -> None:
+    """Refuse a run whose workers, and what its algorithm holds beyond them (``extra``: bytes,
+    what they are and a short name, e.g. ACER's replay, from its registry record), would not
+    fit in the memory available now."""
+    extra_bytes, extra_what, extra_name = extra
     import psutil
-    replay = 0
-    if cfg.algo == "acer":
-        replay = cfg.total_memory_size * replay_bytes_per_transition(
-            obs_shape, itemsize, n_actions, cfg.frame_stack, continuous=action_bounds is not None)
-    need = MAIN_BYTES + cfg.n_workers * WORKER_BYTES + replay
+    need = MAIN_BYTES + cfg.n_workers * WORKER_BYTES + extra_bytes
     available = psutil.virtual_memory().available
-    if need > available:
-        raise ConfigError(f"--n_workers {cfg.n_workers} with a replay of {cfg.total_memory_size} "
-                          f"transitions needs about {need / 1e9:.1f} GB ({plural(cfg.n_workers, 'worker')} x "
-                          f"{WORKER_BYTES / 1e9:.2f} GB + replay {replay / 1e9:.1f} GB), more than the "
-                          f"{available / 1e9:.1f} GB available" if cfg.algo == "acer" else
-                          f"--n_workers {cfg.n_workers} needs about {need / 1e9:.1f} GB, more than the "
-                          f"{available / 1e9:.1f} GB available")
+    if need <= available:
+        return
+    if extra_bytes:
+        raise ConfigError(f"--n_workers {cfg.n_workers} with {extra_what} needs about "
+                          f"{need / 1e9:.1f} GB ({plural(cfg.n_workers, 'worker')} x "
+                          f"{WORKER_BYTES / 1e9:.2f} GB + {extra_name} {extra_bytes / 1e9:.1f} GB), more than "
+                          f"the {available / 1e9:.1f} GB available")
+    raise ConfigError(f"--n_workers {cfg.n_workers} needs about {need / 1e9:.1f} GB, more than the "
+                      f"{available / 1e9:.1f} GB available")
 
 
 def save_config(config: Config, path: str) -> None:
@@ -432,9 +464,14 @@ def save_config(config: Config, path: str) -> None:
 def hyperparameter_help(key: str) -> str:
     """``--help`` text for a setting: its description, allowed range and default (per algorithm)."""
     meta = FIELDS[key].metadata
-    rule = range_rule(meta)
+    rule = "" if meta["switch"] else range_rule(meta)
     text = DESCRIPTIONS[key] + (f"; {rule}" if rule else "")
-    text += f" (default {getattr(Config(), key)}"
+    shown = meta["default_text"] or getattr(Config(), key)
+    if meta["run"] and isinstance(shown, float):
+        shown = f"{shown:g}"
+    if shown is None or shown == "":
+        return text.replace("%", "%%")
+    text += f" (default {shown}"
     for algo, values in ALGO_DEFAULTS.items():
         if key in values:
             text += f"; {algo}: {values[key]}"

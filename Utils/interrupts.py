@@ -106,7 +106,7 @@ def install() -> None:
 
 @contextlib.contextmanager
 def training():
-    """The extent of one training run (:meth:`Agent.trainer.Trainer.train`): its signals are
+    """The extent of one training run (:meth:`Agent.runtime.trainer.Trainer.train`): its signals are
     counted from zero; the handler is installed if it was not (and the previous handlers are
     put back after)."""
     main = threading.current_thread() is threading.main_thread()
@@ -188,7 +188,7 @@ def blocked_for_children():
     """For starting worker processes: SIGINT and SIGTERM blocked in this thread, a mask that a
     spawned process inherits, so that a Ctrl-C sent to the whole process group (a terminal,
     ``timeout -s INT``) while a worker is still importing cannot raise KeyboardInterrupt in
-    it (the worker ignores both, then unblocks them: :func:`Agent.worker.worker_entry`).
+    it (the worker ignores both, then unblocks them: :func:`Agent.runtime.worker.worker_entry`).
     Signals sent to this process meanwhile stay pending (or reach another thread) and are
     delivered after the block; with :func:`signals_held` around it, after that one.
     Without ``pthread_sigmask`` (not POSIX) the signals are ignored instead, and one that

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from NN.networks import build_network
 from Utils.atari_wrappers import StickyActions, box_bounds, is_atari, make_env
 from Utils.checkpoint import CheckpointError
 from Utils.evaluation import FRAMES_PER_GAME
@@ -31,12 +30,13 @@ def check_env_name(state: dict, env_name: str) -> None:
                               f"not {env_name}")
 
 
-def build_policy(state: dict, env_name: str) -> torch.nn.Module:
-    """The network stored in a checkpoint (ACER's or A3C's), checked against ``env_name``."""
+def build_policy(state: dict, env_name: str, build_network) -> torch.nn.Module:
+    """The network stored in a checkpoint, checked against ``env_name``; ``build_network``: its
+    algorithm's (:class:`Agent.registry.Algorithm`'s ``build_network``)."""
     check_env_name(state, env_name)
     try:
-        net = build_network(state.get("algo", "acer"), tuple(state["obs_shape"]),
-                            int(state["n_actions"]), state["config"], action_bounds(state))
+        net = build_network(tuple(state["obs_shape"]), int(state["n_actions"]), state["config"],
+                            action_bounds(state))
     except ValueError as err:
         raise CheckpointError(f"cannot build the checkpoint's network: {err}") from None
     if net.kind != state.get("network_kind"):
@@ -192,8 +192,10 @@ def find_wrapper(env, wrapper_type):
 def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
          greedy: bool = False, verbose: bool = True, video_dir: str | None = None,
          render: bool = False, noop_max: int = 30, sticky: float = 0.0,
-         max_frames: int = FRAMES_PER_GAME, fire_on_new_life: bool = False) -> Scores:
+         max_frames: int = FRAMES_PER_GAME, fire_on_new_life: bool = False, *,
+         build_network) -> Scores:
     """Play ``episodes`` full games with the checkpoint's policy; return the raw scores.
+    ``build_network``: the checkpoint's algorithm's network builder (its registry record's).
 
     With ``video_dir``, the first game is saved there as MP4 and GIF; with ``render``,
     every game is shown in a window (when a display is available). Atari games start with
@@ -214,7 +216,7 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
     env, video_dir, render = open_env(state, env_name, options, video_dir, render, seed)
     try:
         check_spaces(state, env_name, env)
-        game = Game(env, build_policy(state, env_name), action_bounds(state), greedy,
+        game = Game(env, build_policy(state, env_name, build_network), action_bounds(state), greedy,
                     torch.Generator().manual_seed(seed), atari, max_frames)
         window = Window(env_name) if render else None
         scores = Scores()

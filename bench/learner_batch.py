@@ -3,10 +3,11 @@
     python bench/learner_batch.py [--env_name PongNoFrameskip-v4] [--batches 1 2 4 8 16]
                                   [--threads 1] [--repeats 20]
 
-Fills one replay with real environment steps of the untrained policy, then times
-``ACERAgent.update_batch`` (the learner's update: forward and backward of B trajectories of
-k steps, the average network's forward, the Adam step and the Polyak step) on B trajectories
-drawn from it, for each B, in this process with ``--threads`` intra-op threads. Prints per B:
+Fills one replay with real rollouts of the untrained policy (worker 0 of a run, built and
+stepped as training does, ``bench/harness.py``), then times the agent's own
+``ACERAgent.update_batch``, which the actor-learner mode's learner calls for each update
+(forward and backward of B trajectories of k steps, the average network's forward, the Adam
+step and the Polyak step), on B trajectories drawn from it, for each B, in this process with ``--threads`` intra-op threads. Prints per B:
 ms per update, ms per trajectory, and the learner's limit in agent steps/s,
 k B / ((1 + replay_ratio) U_B), the rate at which one learner keeps up with its actors.
 Numbers are for this machine's CPU; a quiet machine is needed for them to mean anything.
@@ -24,39 +25,21 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from Agent.parameters import N_COUNTERS, SharedParameters  # noqa: E402
-from Agent.worker import make_agent, rollout  # noqa: E402
-from NN.networks import build_network  # noqa: E402
-from NN.shared_adam import SharedAdam  # noqa: E402
-from Utils.atari_wrappers import make_env  # noqa: E402
-from Utils.config import load_config  # noqa: E402
+from bench.harness import RunShell, Worker, bench_config  # noqa: E402
 
 
-class _Quiet:
-    """A worker Reporter that reports nothing."""
-
-    def step(self, info) -> None:
-        pass
-
-
-def filled_agent(env_name: str, rollouts: int, seed: int = 0):
-    """An ACER agent on ``env_name`` whose replay holds ``rollouts`` trajectories."""
-    cfg = load_config(os.path.join(ROOT, "training_configs.yml"), "acer", {"env_name": env_name})
-    env = make_env(env_name, training=True, frame_stack=cfg.frame_stack)
-    obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
-    torch.manual_seed(seed)
-    net = build_network("acer", obs_shape, n_actions, cfg.to_dict())
-    average = build_network("acer", obs_shape, n_actions, cfg.to_dict())
-    average.load_state_dict(net.state_dict())
-    params = SharedParameters(net, average, SharedAdam(net.parameters(), lr=cfg.lr), cfg.polyak)
-    counters = torch.zeros(1, N_COUNTERS, dtype=torch.int64)
-    agent = make_agent(cfg, params, counters, 0, env, np.random.default_rng(seed))
-    obs, _ = env.reset(seed=seed)
-    agent.observe(obs, first=True)
-    for _ in range(rollouts):
-        obs = rollout(agent, env, obs, cfg.reward_scale, _Quiet())
-    env.close()
-    return cfg, agent
+def filled_agent(env_name: str, rollouts: int):
+    """An ACER agent on ``env_name``, built as a run's worker 0 is, whose replay holds
+    ``rollouts`` trajectories of its own real rollouts (``Agent.runtime.worker.rollout``)."""
+    cfg = bench_config("acer", {"env_name": env_name})
+    run = RunShell(cfg)
+    worker = Worker(cfg, run.params(), run.trainer.counters)
+    try:
+        for _ in range(rollouts):
+            worker.rollout()
+    finally:
+        worker.close()
+    return cfg, worker.agent, run
 
 
 def time_batches(agent, batches: list[int], repeats: int, rng: np.random.Generator) -> dict:
@@ -82,8 +65,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=20)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg, agent = filled_agent(args.env_name, rollouts=max(args.batches) + 4)
-    seconds = time_batches(agent, args.batches, args.repeats, np.random.default_rng(1))
+    cfg, agent, run = filled_agent(args.env_name, rollouts=max(args.batches) + 4)
+    try:
+        seconds = time_batches(agent, args.batches, args.repeats, np.random.default_rng(1))
+    finally:
+        run.close()
     updates_per_rollout = 1 + cfg.replay_ratio
     print(f"{args.env_name}, k {cfg.k}, replay ratio {cfg.replay_ratio:g}, {args.threads} thread(s), "
           f"torch {torch.__version__}; median of {args.repeats} updates")

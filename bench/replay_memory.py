@@ -1,15 +1,15 @@
 """Replay memory size: bytes per stored transition, and a whole run's memory at full replay.
 
-1. Fills one replay (frames from the real Pong pipeline) and reports the bytes
+1. Fills one replay (the frames of a real worker's rollouts on Pong, cycled) and reports the bytes
    per transition it holds, measured both from the arrays and as the process's
    resident-memory growth, and the projected size of the whole 6e5-transition
    replay, against the original's full-stack storage (4*84*84 bytes per step).
 2. ``--full_run``: the layout of a real training run with the full budget: the
    trainer's shared networks and Adam in this process, ``--n_workers`` spawned
-   worker processes each with the real ACER agent and its replay of
-   6e5 / n_workers transitions, filled to capacity (real frames, cycled, so that
-   filling takes seconds rather than the hour of play it would take), then a few
-   real training iterations each. It reports the proportional set size (PSS:
+   worker processes, each a worker built as training builds it (``bench/harness.py``) with
+   its replay of 6e5 / n_workers transitions, filled to capacity (real frames, cycled, so
+   that filling takes seconds rather than the hour of play it would take), then a few of
+   its real iterations (the worker's ``rollout``, the agent's ``learn``). It reports the proportional set size (PSS:
    shared pages split between the processes that map them) of the whole process
    tree, which is what the run costs the machine.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -30,48 +29,49 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from Agent.replay_memory import ReplayMemory  # noqa: E402
-from Agent.trainer import Trainer  # noqa: E402
-from Agent.parameters import SharedParameters  # noqa: E402
-from Agent.worker import make_agent  # noqa: E402
-from Utils.atari_wrappers import make_env  # noqa: E402
-from Utils.config import Config, load_config  # noqa: E402
+from Agent.acer.replay import ReplayMemory  # noqa: E402
+from Agent.runtime.parameters import SharedParameters  # noqa: E402
+from bench.harness import RunShell, Worker, bench_config  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRAMES = 500   # real frames, cycled to fill a replay
+
+
+def real_frames(worker: Worker, steps: int = FRAMES) -> np.ndarray:
+    """The newest frames of ``steps`` or more states of the worker's own real rollouts
+    (``Agent.runtime.worker.rollout``), as its replay stored them."""
+    for _ in range(-(-steps // worker.agent.rollout_length)):
+        worker.rollout()
+    replay = worker.agent.replay
+    return replay.frames[:min(replay.n_frames, replay.size)].copy()
+
+
+def fill(replay: ReplayMemory, frames: np.ndarray, n_actions: int, steps: int) -> None:
+    """Write ``steps`` transitions of cycled real ``frames`` into ``replay`` (storage only:
+    the memory is what is measured, not the play)."""
+    mu = np.full(replay.mus.shape[1], 1.0 / n_actions, dtype=np.float32)
+    for t in range(steps):
+        replay.add_transition(t % n_actions, 0.0, False, mu)
+        replay.add_frame(frames[t % len(frames)], False)
 
 
 def fill_worker(worker_id, cfg, global_net, average_net, optimizer, counters, ready, stop_event):
-    """A worker with the real agent: fill its replay to capacity, train a few iterations, wait."""
+    """Worker ``worker_id`` of the run, built as training builds it: fill its replay to
+    capacity, run a few of its real iterations (``rollout`` and the agent's ``learn``), wait."""
     torch.set_num_threads(1)
-    rng = np.random.default_rng(worker_id)
-    env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
-    agent = make_agent(cfg, SharedParameters(global_net, average_net, optimizer, cfg.polyak),
-                       counters, worker_id, env, rng)
-    obs, _ = env.reset(seed=worker_id)
-    agent.observe(obs, first=True)
-    observations = []
-    for _ in range(500):
-        obs, *_ = env.step(int(rng.integers(env.action_space.n)))
-        observations.append(obs.copy())
-    agent.act(obs)  # sets the behaviour policy mu the transitions record
-    slots = agent.replay.size
-    for t in range(slots):
-        action = int(rng.integers(env.action_space.n))
-        agent.record(action, 0.0, False, False, observations[t % len(observations)])
-        agent.observe(observations[t % len(observations)], first=False)
+    params = SharedParameters(global_net, average_net, optimizer, cfg.polyak)
+    worker = Worker(cfg, params, counters, worker_id)
+    replay = worker.agent.replay
+    fill(replay, real_frames(worker), worker.env.action_space.n, replay.size)
+    # the filler ends as an episode does; the real game goes on from the worker's observation
+    replay.add_transition(0, 0.0, True, replay.mus[0].copy())
+    worker.agent.observe(worker.obs, first=True)
     for _ in range(5):  # real iterations: act on the real game, on- and off-policy updates
-        agent.begin_rollout()
-        for _ in range(agent.rollout_length):
-            action = agent.act(obs)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            agent.record(action, reward, terminated, truncated, obs)
-            if terminated or truncated:
-                obs, _ = env.reset()
-            agent.observe(obs, first=terminated or truncated)
-        agent.learn()
-    ready.put((worker_id, len(agent.replay), agent.replay.capacity, os.getpid()))
+        worker.rollout()
+        worker.agent.learn()
+    ready.put((worker_id, len(replay), replay.capacity, os.getpid()))
     stop_event.wait()
-    env.close()
+    worker.close()
 
 
 def tree_pss(pid: int) -> dict[int, int]:
@@ -88,10 +88,9 @@ def tree_pss(pid: int) -> dict[int, int]:
 
 def full_run(n_workers: int, env_name: str) -> None:
     """Measure the whole process tree of a run holding the full default replay."""
-    cfg = load_config(os.path.join(ROOT, "training_configs.yml"), "acer",
-                      {"env_name": env_name, "n_workers": n_workers})
-    out = tempfile.mkdtemp(prefix="replay_full_")
-    trainer = Trainer(cfg, os.path.join(out, "Models", "run"), os.path.join(out, "Logs", "run"))
+    cfg = bench_config("acer", {"env_name": env_name, "n_workers": n_workers})
+    run = RunShell(cfg)
+    trainer = run.trainer
     ctx = torch.multiprocessing.get_context("spawn")
     ready, stop_event = ctx.Queue(), ctx.Event()
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -120,7 +119,7 @@ def full_run(n_workers: int, env_name: str) -> None:
             w.join(timeout=30)
             if w.is_alive():
                 w.terminate()
-        trainer.logger.close()
+        run.close()
 
 
 def main() -> None:
@@ -131,25 +130,23 @@ def main() -> None:
     p.add_argument("--full_run", action="store_true",
                    help="also measure a whole run's PSS with the full 6e5 replay (needs ~5 GB)")
     args = p.parse_args()
-    cfg = Config(n_workers=args.n_workers)
-    env = make_env(args.env_name)
-    n_actions = env.action_space.n
+    torch.set_num_threads(1)   # as a worker acts
+    cfg = bench_config("acer", {"env_name": args.env_name, "n_workers": args.n_workers})
+    # A real frame stream: the frames of a worker's real rollouts, cycled (the emulator is not
+    # what is measured).
+    run = RunShell(cfg)
+    worker = Worker(cfg, run.params(), run.trainer.counters)
+    frames, n_actions = real_frames(worker), int(worker.env.action_space.n)
+    worker.close()
+    run.close()
+    del worker, run
     capacity = args.transitions // cfg.k
     process = psutil.Process()
     rss0 = process.memory_info().rss
-    memory = ReplayMemory(capacity, cfg.k, (84, 84), n_actions, stack=cfg.frame_stack)
-    # A real frame stream: 500 observed frames, cycled (the emulator is not what is measured).
-    obs, _ = env.reset(seed=0)
-    frames = []
-    for _ in range(500):
-        obs, *_ = env.step(env.action_space.sample())
-        frames.append(obs[-1].copy())
-    mu = np.full(n_actions, 1.0 / n_actions, dtype=np.float32)
+    memory = ReplayMemory(capacity, cfg.k, frames.shape[1:], n_actions, stack=cfg.frame_stack)
     t0 = time.time()
     memory.add_frame(frames[0], True)
-    for t in range(memory.size):
-        memory.add_transition(t % n_actions, 0.0, False, mu)
-        memory.add_frame(frames[t % len(frames)], False)
+    fill(memory, frames, n_actions, memory.size)
     fill_s = time.time() - t0
     rss_growth = process.memory_info().rss - rss0
     per_step = memory.nbytes_per_transition()

@@ -87,7 +87,7 @@ class SlowClosingCartPole(_CountingCartPole):
 
 
 def break_learner_after(n_rollouts: int, models_dir: str = "Models") -> None:
-    """Make ``Agent.actor_learner.Learner.learn`` raise ``RuntimeError`` on its
+    """Make ``Agent.backends.actor_learner.Learner.learn`` raise ``RuntimeError`` on its
     ``n_rollouts``-th call (its n-th batch: the n-th rollout with ``--learner_batch 1``), after
     that call's updates changed the weights. Just before raising,
     each ``<models_dir>/*/checkpoint.pth`` is copied to ``checkpoint.pth.at_fault``: the bytes
@@ -95,7 +95,7 @@ def break_learner_after(n_rollouts: int, models_dir: str = "Models") -> None:
     ``python -c "from tests.faulty_envs import break_learner_after; break_learner_after(30);
     import runpy; runpy.run_path('main.py', run_name='__main__')" --do_train ...`` (the learner
     runs there; tests/test_actor_learner.py does this)."""
-    from Agent.actor_learner import Learner
+    from Agent.backends.actor_learner import Learner
     learn, calls = Learner.learn, [0]
 
     def failing_learn(self, batch):

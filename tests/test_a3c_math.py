@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from Agent.a3c_math import a3c_loss, n_step_returns
+from Agent.a3c.math import a3c_loss, n_step_returns
 from NN.networks import A3CNet
 
 GAMMA = 0.99

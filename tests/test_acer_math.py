@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from Agent.acer_math import (acer_loss, entropy, kl_gradient_wrt_probs,
+from Agent.acer.math import (acer_loss, entropy, kl_gradient_wrt_probs,
                              policy_gradient_wrt_probs, retrace_targets,
                              trust_region_projection)
 

@@ -18,21 +18,23 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from Agent.actor_learner import Learner, RolloutActor, pull_due
-from Agent.ray_backend import flatten
-from Agent.acer_agent import ACERAgent
-from Agent.parameters import ITERATIONS, N_COUNTERS, STEPS, UPDATES, SharedParameters
-from Agent.replay_memory import ReplayMemory
-from NN.networks import build_network
+from Agent.backends.actor_learner import Learner, RolloutActor, pull_due
+from Agent.backends.ray_hogwild import flatten
+from Agent.acer.agent import ACERAgent
+from Agent.interface import ITERATIONS, N_COUNTERS, STEPS, UPDATES
+from Agent.runtime.messages import Iteration
+from Agent.runtime.parameters import SharedParameters
+from Agent.acer.replay import ReplayMemory
+from NN.networks import acer_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
 from Utils.checkpoint import load_checkpoint
+from Agent.algorithms import check_config
 from Utils.config import Config, ConfigError
 
 from conftest import ROOT, only_run
@@ -40,8 +42,8 @@ from conftest import ROOT, only_run
 
 def shared_state(cfg, obs_shape, n_actions, seed=0):
     torch.manual_seed(seed)
-    net = build_network("acer", obs_shape, n_actions, cfg.to_dict())
-    average = build_network("acer", obs_shape, n_actions, cfg.to_dict())
+    net = acer_network(obs_shape, n_actions, cfg.to_dict())
+    average = acer_network(obs_shape, n_actions, cfg.to_dict())
     average.load_state_dict(net.state_dict())
     adam = SharedAdam(net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     counters = torch.zeros(cfg.n_workers, N_COUNTERS, dtype=torch.int64)
@@ -67,7 +69,8 @@ def test_the_learners_update_on_a_rollout_is_acer_agents_update_on_that_trajecto
     for n in range(3):
         message = actor.rollout(None, None, counters.numpy().copy())
         trajectory = actor.agent.replay.latest()     # what a local worker would learn from
-        assert learner.ingest(message)[0][:2] == ("iteration", 1)
+        first = learner.ingest(message)[0]
+        assert isinstance(first, Iteration) and first.worker_id == 1
         reference.update(trajectory)
         stored = learner.replays[1].trajectory(n)
         for key, value in trajectory.items():
@@ -151,7 +154,7 @@ def test_a_batched_loss_is_the_mean_of_the_trajectories_losses(env_name):
 
 def single_trajectory_loss(agent, trajectory):
     """ACERAgent.loss as it was before --learner_batch (one trajectory, no batch dimension)."""
-    from Agent.acer_math import acer_loss
+    from Agent.acer.math import acer_loss
     cfg = agent.cfg
     states = agent.tensor(trajectory["states"])
     if agent.channels_last:
@@ -187,7 +190,7 @@ def test_the_learner_with_batch_2_makes_one_update_per_two_rollouts():
                            flatten(net.parameters()), 0) for i in range(2)]
     for actor in actors + actors[:1]:       # rollouts from actor 0, 1, 0: one batch and a half
         message = actor.rollout(None, None, counters.numpy().copy())
-        stats = learner.ingest(message)[0][2]
+        stats = learner.ingest(message)[0].stats
         if actor is actors[1]:              # the batch: on-policy, then Poisson(4) replayed
             reference.update_batch([actors[0].agent.replay.trajectory(0),
                                     actors[1].agent.replay.trajectory(0)])
@@ -222,8 +225,8 @@ def test_a_restarted_stream_stores_the_cut_episode_as_a_truncation():
 
 def test_the_mode_refuses_other_algorithms_in_one_line():
     with pytest.raises(ConfigError, match=r"^--ray_mode actor_learner runs --algo acer only"):
-        Config(algo="a3c", backend="ray", ray_mode="actor_learner").validate()
-    Config(algo="a3c", backend="local", ray_mode="actor_learner").validate()  # read by ray only
+        check_config(Config(algo="a3c", backend="ray", ray_mode="actor_learner"))
+    check_config(Config(algo="a3c", backend="local", ray_mode="actor_learner"))  # read by ray only
 
 
 def test_continuous_actions_and_a_missing_gpu_are_refused_with_exit_2(tmp_path, main_cli):
@@ -380,7 +383,8 @@ def test_a_failing_learner_stops_the_run_and_keeps_the_last_checkpoint(tmp_path,
 
 def test_a_stalled_actor_stops_the_run_naming_where_it_waited(tmp_path, main_cli, ray_cluster):
     address, _ = ray_cluster      # its processes have FAULT_AFTER=60: the env hangs at step 61
-    t0 = time.time()
+    # The run must end by itself, on the stall: its exit code and last line say so. The
+    # subprocess timeout is only a deadline against a hang (a run that never noticed it).
     result = main_cli(["--do_train", "--backend", "ray", "--ray_mode", "actor_learner",
                        "--ray_address", address, "--env_name",
                        "tests.faulty_envs:CartPoleStalling-v0", "--n_workers", "1",
@@ -392,7 +396,6 @@ def test_a_stalled_actor_stops_the_run_naming_where_it_waited(tmp_path, main_cli
     assert re.fullmatch(r"error: no rollout arrived for 15 s \(--stall_minutes 0.25\); the learner "
                         r"waited on actor 0 \(their rollout requests are queued in Ray: .*\)",
                         last), result.stderr
-    assert time.time() - t0 < 300
     state = load_checkpoint(os.path.join(only_run(tmp_path / "Models"), "checkpoint.pth"))
     assert state["counters"]["global_steps"] == 60         # the steps before the hang are kept
 

@@ -51,10 +51,11 @@ import torch
 import test_a3c_math as a3c_ref
 import test_acer_math as acer_ref
 import test_continuous_math as cont_ref
-from Agent.a3c_agent import A3CAgent
-from Agent.acer_agent import ACERAgent, ContinuousACERAgent
-from Agent.parameters import N_COUNTERS, SharedParameters
-from NN.networks import build_network
+from Agent.a3c.agent import A3CAgent
+from Agent.acer.agent import ACERAgent, ContinuousACERAgent
+from Agent.interface import N_COUNTERS
+from Agent.runtime.parameters import SharedParameters
+from Agent.algorithms import get
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import box_bounds, make_env
 from Utils.config import Config
@@ -98,18 +99,19 @@ def fill_weights(net: torch.nn.Module, seed: int) -> None:
 
 
 def build_agent(cfg: Config, seed: int):
-    """The agent, its SharedParameters and the counters, built as ``Agent/worker.py`` and
-    ``Agent/trainer.py`` build them (global and average networks in shared memory)."""
+    """The agent, its SharedParameters and the counters, built as ``Agent/runtime/worker.py`` and
+    ``Agent/runtime/trainer.py`` build them (global and average networks in shared memory)."""
     env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
     bounds = box_bounds(env)
     obs_shape = tuple(env.observation_space.shape)
     n_actions = len(bounds[0]) if bounds is not None else int(env.action_space.n)
-    global_net = build_network(cfg.algo, obs_shape, n_actions, cfg.to_dict(), bounds)
+    algorithm = get(cfg.algo)
+    global_net = algorithm.build_network(obs_shape, n_actions, cfg.to_dict(), bounds)
     fill_weights(global_net, seed)
     global_net.share_memory()
     average_net = None
-    if cfg.algo == "acer":
-        average_net = build_network(cfg.algo, obs_shape, n_actions, cfg.to_dict(), bounds)
+    if algorithm.needs_average:
+        average_net = algorithm.build_network(obs_shape, n_actions, cfg.to_dict(), bounds)
         average_net.load_state_dict(global_net.state_dict())
         rng = np.random.default_rng(seed + 1)
         with torch.no_grad():   # an average policy a little away from the current one

@@ -7,16 +7,16 @@ import textwrap
 
 import torch
 
-from Agent.trainer import Trainer
+from Agent.training import build_trainer
 from Utils.checkpoint import BEST_NAME, load_checkpoint
 from Utils.config import Config
 
 from conftest import ROOT
 
 
-def cartpole_trainer(tmp_path) -> Trainer:
+def cartpole_trainer(tmp_path) :
     cfg = Config(env_name="CartPole-v1", n_workers=1, models_dir=str(tmp_path / "M"))
-    return Trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
+    return build_trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
 
 
 def test_best_is_rewritten_only_when_the_running_reward_improves(tmp_path):
@@ -58,7 +58,7 @@ KILLED_WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
     import Utils.checkpoint as checkpoint
-    from Agent.trainer import Trainer
+    from Agent.training import build_trainer
     from Utils.config import Config
 
     def stalled_save(state, fh):   # writes part of the file, then waits to be killed
@@ -68,7 +68,7 @@ KILLED_WRITER = textwrap.dedent("""
         sys.stdin.read()
 
     cfg = Config(env_name="CartPole-v1", n_workers=1, models_dir={models!r})
-    trainer = Trainer(cfg, {run!r}, {logs!r})
+    trainer = build_trainer(cfg, {run!r}, {logs!r})
     trainer.logger.running_reward = 50.0
     checkpoint.torch.save = stalled_save
     trainer.save_best()

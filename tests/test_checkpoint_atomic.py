@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from Agent.trainer import Trainer
+from Agent.training import build_trainer
 from conftest import ROOT
 from Utils.checkpoint import load_checkpoint, save_checkpoint
 from Utils.config import Config
@@ -112,7 +112,7 @@ def test_a_save_never_reads_weights_a_worker_is_writing(tmp_path):
     # refuse to write (the bug this guards against: torch's isfinite reads each value twice,
     # so weights changed in between looked non-finite).
     cfg = Config(env_name="PongNoFrameskip-v4", n_workers=1)
-    trainer = Trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
+    trainer = build_trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
     ctx = torch.multiprocessing.get_context("spawn")
     ready_parent, ready_child = ctx.Pipe()
     go_parent, go_child = ctx.Pipe()

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from Agent.algorithms import check_config
 from Utils.config import (DESCRIPTIONS, FIELDS, HYPERPARAMETER_KEYS, RUN_KEYS, Config, ConfigError,
                           hyperparameter_help, load_config)
 
@@ -106,12 +107,12 @@ def test_the_range_errors_keep_their_wording():
 
 def test_the_cross_field_checks_follow_the_declared_ranges():
     with pytest.raises(ConfigError, match="--precision bf16 is for --algo acer only"):
-        Config(algo="a3c", precision="bf16").validate()
+        check_config(Config(algo="a3c", precision="bf16"))
     with pytest.raises(ConfigError, match="each worker's rollout would be empty"):
-        Config(algo="a3c", n_workers=8, total_update_period=4).validate()
+        check_config(Config(algo="a3c", n_workers=8, total_update_period=4))
     with pytest.raises(ConfigError, match="--total_memory_size 10 is too small for 2 workers with k=20"):
-        Config(n_workers=2, total_memory_size=10).validate()
-    Config(n_workers=2, total_memory_size=10, replay_ratio=0).validate()   # no replay: no capacity
+        check_config(Config(n_workers=2, total_memory_size=10))
+    check_config(Config(n_workers=2, total_memory_size=10, replay_ratio=0))   # no replay: no capacity
 
 
 def test_every_setting_has_a_one_line_description_in_its_help():
@@ -135,7 +136,8 @@ def test_booleans_take_the_usual_spellings_from_the_yaml_and_the_command_line(tm
     quoted.write_text(f"acer:\n  trust_region: '{spelling}'\n")
     for path in (plain, quoted):
         assert load_config(str(path), "acer", {}).trust_region is value, path.read_text()
-    from main import build_parser, command_overrides
+    from Utils.cli import build_parser
+    from main import command_overrides
     args = build_parser().parse_args(["--do_train", "--trust_region", spelling])
     assert load_config(YAML, "acer", command_overrides(args)).trust_region is value
 

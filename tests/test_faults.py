@@ -15,9 +15,10 @@ import psutil
 import pytest
 import torch
 
-import Agent.trainer as trainer_module
-from Agent.parameters import BAD_STREAK, SKIPPED, STEPS, UPDATES, apply_gradients
-from Agent.trainer import Trainer, WorkerFailed
+import Agent.backends.local as local_backend
+from Agent.interface import BAD_STREAK, SKIPPED, STEPS, UPDATES, apply_gradients
+from Agent.runtime.trainer import Trainer, WorkerFailed
+from Agent.training import build_trainer
 from NN.networks import ACERNet
 from NN.shared_adam import SharedAdam
 from Utils.checkpoint import load_checkpoint
@@ -116,7 +117,7 @@ def test_killed_worker_stops_the_run_and_is_named(tmp_path):
 
 def cartpole_run(tmp_path) -> Trainer:
     cfg = Config(env_name="CartPole-v1", n_workers=2, interval=20, models_dir=str(tmp_path / "M"))
-    return Trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
+    return build_trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
 
 
 def when_both_step(trainer: Trainer, then, deadline_s=120.0) -> threading.Thread:
@@ -137,7 +138,7 @@ def test_worker_killed_holding_the_optimizer_lock_does_not_hang_the_run(tmp_path
     # worker blocks on it and never stops by itself. Here the test holds the real lock (as the
     # killed worker would) and kills worker 1. The run must still end, name the dead worker,
     # kill the stuck one (workers ignore SIGTERM) and write its checkpoint.
-    monkeypatch.setattr(trainer_module, "STUCK_TIMEOUT_S", 5.0)
+    monkeypatch.setattr(local_backend, "STUCK_TIMEOUT_S", 5.0)
     trainer = cartpole_run(tmp_path)
     lock = trainer.optimizer.lock
 
@@ -161,12 +162,12 @@ def test_stop_waits_for_workers_saving_their_state(tmp_path, monkeypatch, capfd)
     # A worker that is still saving its own state (a replay of hundreds of MB takes a minute;
     # here the environment's close, which comes after the save, takes 4 s) is waited for, not
     # killed, however short the usual waits are.
-    monkeypatch.setattr(trainer_module.LocalBackend, "join_timeout_s", 0.0)
-    monkeypatch.setattr(trainer_module, "STUCK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(local_backend.LocalBackend, "join_timeout_s", 0.0)
+    monkeypatch.setattr(local_backend, "STUCK_TIMEOUT_S", 0.5)
     monkeypatch.setenv("SLOW_CLOSE_S", "4")
     cfg = Config(env_name="tests.faulty_envs:CartPoleSlowClose-v0", n_workers=2, total_steps=400,
                  models_dir=str(tmp_path / "M"))
-    trainer = Trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
+    trainer = build_trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
     trainer.train()
     assert [w.exitcode for w in trainer.backend.processes] == [0, 0]
     err = capfd.readouterr().err

@@ -4,6 +4,7 @@ errors take the right article, a YAML syntax error names its line and column, an
 refuses another game before it prints what the flags would change."""
 import pytest
 
+from Agent.algorithms import get, load_run_config
 from Utils.config import ConfigError, check_memory, load_config, read_yaml_section
 
 from conftest import ROOT
@@ -73,13 +74,13 @@ def test_a_type_error_in_a_yaml_file_says_an_int(tmp_path):
 
 def test_one_worker_is_singular_in_the_config_errors(monkeypatch):
     with pytest.raises(ConfigError) as err:
-        load_config(DEFAULT_YAML, "acer", {"n_workers": 1, "total_memory_size": 10})
+        load_run_config(DEFAULT_YAML, "acer", {"n_workers": 1, "total_memory_size": 10})
     assert "is too small for 1 worker with k=20:" in str(err.value)
     import psutil
     monkeypatch.setattr(psutil, "virtual_memory", lambda: type("M", (), {"available": 1})())
     cfg = load_config(DEFAULT_YAML, "acer", {"n_workers": 1})
     with pytest.raises(ConfigError) as err:
-        check_memory(cfg, (4,), 2, 4)
+        check_memory(cfg, get("acer").memory(cfg, (4,), 2, 4, None))
     assert "(1 worker x 0.27 GB + replay" in str(err.value)
 
 

@@ -1,7 +1,7 @@
 """The real ACER update path, end to end, against a plain reference update on real Atari frames.
 
 The reference is the update written as plainly as it can be: contiguous float32 networks, the
-same loss (``Agent.acer_math.acer_loss`` on the same trajectory), ``clip_grad_norm_``, then
+same loss (``Agent.acer.math.acer_loss`` on the same trajectory), ``clip_grad_norm_``, then
 ``torch.optim.Adam`` with neither its fused nor its foreach kernel, then the Polyak step of
 the average network written out as ``avg = (1 - tau) * avg + tau * theta``.
 
@@ -42,11 +42,12 @@ import numpy as np
 import pytest
 import torch
 
-from Agent.acer_agent import ACERAgent
-from Agent.acer_math import acer_loss
-from Agent.parameters import N_COUNTERS, SharedParameters
-from Agent.worker import Reporter, rollout
-from NN.networks import build_network
+from Agent.acer.agent import ACERAgent
+from Agent.acer.math import acer_loss
+from Agent.interface import N_COUNTERS
+from Agent.runtime.parameters import SharedParameters
+from Agent.runtime.worker import Reporter, rollout
+from NN.networks import acer_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
 from Utils.config import Config
@@ -73,7 +74,7 @@ def initial_state(cfg: Config, obs_shape, n_actions: int) -> dict:
     """Fresh weights (seeded) and an average network a little away from them, so that the
     trust region has something to measure."""
     torch.manual_seed(cfg.seed)
-    net = build_network("acer", obs_shape, n_actions, cfg.to_dict())
+    net = acer_network(obs_shape, n_actions, cfg.to_dict())
     average = copy.deepcopy(net)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     with torch.no_grad():
@@ -87,7 +88,7 @@ def shared_networks(cfg: Config, obs_shape, n_actions: int, state: dict):
     builds them."""
     nets = []
     for key in ("model", "average"):
-        net = build_network("acer", obs_shape, n_actions, cfg.to_dict())
+        net = acer_network(obs_shape, n_actions, cfg.to_dict())
         net.load_state_dict(state[key])
         nets.append(net.share_memory())
     return nets[0], nets[1], SharedAdam(nets[0].parameters(), lr=cfg.lr, eps=cfg.adam_eps)
@@ -138,9 +139,9 @@ class ReferenceUpdate:
 
     def __init__(self, cfg: Config, obs_shape, n_actions: int, state: dict):
         self.cfg = cfg
-        self.net = build_network("acer", obs_shape, n_actions, cfg.to_dict())
+        self.net = acer_network(obs_shape, n_actions, cfg.to_dict())
         self.net.load_state_dict(state["model"])
-        self.average = build_network("acer", obs_shape, n_actions, cfg.to_dict())
+        self.average = acer_network(obs_shape, n_actions, cfg.to_dict())
         self.average.load_state_dict(state["average"])
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.9, 0.999),
                                           eps=cfg.adam_eps, foreach=False, fused=False)
@@ -264,7 +265,7 @@ def test_actor_learner_learner_equals_the_plain_reference(game_data):
     """``--ray_mode actor_learner``: the learner's own ``learn`` on one rollout (its on-policy
     update), then its Poisson-drawn replayed updates from the actor's replay, against the
     reference on the same trajectories in the same order."""
-    from Agent.actor_learner import Learner
+    from Agent.backends.actor_learner import Learner
     game, trajectories, replay_state, state, obs_shape, n_actions = game_data
     cfg = config(game)
     global_net, average_net, adam = shared_networks(cfg, obs_shape, n_actions, state)
@@ -285,8 +286,9 @@ def test_ray_hogwild_server_equals_the_plain_reference(game_data):
     """``--backend ray``: a real Ray parameter server applies the agent's gradients (sent as
     flat vectors, the way a Ray worker sends them) with its SharedAdam and Polyak step."""
     ray = pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-ray.txt")
-    from Agent.ray_backend import (RayParameters, _actor_classes, _numpy_adam, _numpy_state,
-                                   _torch_state)
+    from Agent.backends.ray_hogwild import RayParameters, _actor_classes
+    from Agent.acer.algorithm import ACER
+    from Agent.backends.transport import numpy_adam, numpy_state, torch_state
     game, trajectories, _, state, obs_shape, n_actions = game_data
     cfg = config(game)
     global_net, average_net, adam = shared_networks(cfg, obs_shape, n_actions, state)
@@ -296,12 +298,12 @@ def test_ray_hogwild_server_equals_the_plain_reference(game_data):
              runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
     try:
         server_class, _ = _actor_classes()
-        server = server_class.remote("acer", obs_shape, n_actions, cfg.to_dict(), None,
-                                     _numpy_state(global_net.state_dict()),
-                                     _numpy_state(average_net.state_dict()),
-                                     _numpy_adam(adam.state_dict()), counters)
+        server = server_class.remote(ACER, obs_shape, n_actions, cfg.to_dict(), None,
+                                     numpy_state(global_net.state_dict()),
+                                     numpy_state(average_net.state_dict()),
+                                     numpy_adam(adam.state_dict()), counters)
         table = torch.from_numpy(counters.copy())
-        local_average = build_network("acer", obs_shape, n_actions, cfg.to_dict())
+        local_average = acer_network(obs_shape, n_actions, cfg.to_dict())
         params = RayParameters(server, 0, table, obs_shape, n_actions, local_average)
         env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
         try:
@@ -316,6 +318,6 @@ def test_ray_hogwild_server_equals_the_plain_reference(game_data):
     finally:
         ray.shutdown()
     assert int(result["optimizer"]["step"]) == len(trajectories)
-    real = {"model": _torch_state(result["model"]), "average": _torch_state(result["average"])}
+    real = {"model": torch_state(result["model"]), "average": torch_state(result["average"])}
     compare(real, reference_result(game, trajectories, state, obs_shape, n_actions),
             fp32_start(state), "fp32")

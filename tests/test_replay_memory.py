@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from Agent.replay_memory import ReplayMemory
+from Agent.acer.replay import ReplayMemory
 from Utils.atari_wrappers import make_env
 
 

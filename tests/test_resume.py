@@ -121,7 +121,7 @@ def _ray_missing() -> bool:
 ])
 def test_resume_with_a_damaged_worker_state_starts_that_worker_afresh(tmp_path, main_cli,
                                                                       monkeypatch, backend):
-    """The documented rule (Trainer.worker_resume_state; docs/commands.md, "After a crash"), the
+    """The documented rule (Agent.runtime.state.worker_resume_state; docs/commands.md, "After a crash"), the
     same on both backends: an unreadable worker_<i>.pth gives one warning naming it, that worker starts
     afresh, the run goes on to its budget and the worker writes a good file when it stops."""
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -10,11 +10,12 @@ import pytest
 import torch
 from gymnasium.wrappers import RecordEpisodeStatistics
 
-from Agent.acer_agent import ACERAgent, ContinuousACERAgent
-from Agent.parameters import N_COUNTERS, SharedParameters
-from Agent.replay_memory import ReplayMemory
-from Agent.worker import Reporter, rollout
-from NN.networks import build_network
+from Agent.acer.agent import ACERAgent, ContinuousACERAgent
+from Agent.interface import N_COUNTERS
+from Agent.runtime.parameters import SharedParameters
+from Agent.acer.replay import ReplayMemory
+from Agent.runtime.worker import Reporter, rollout
+from NN.networks import acer_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import box_bounds
 from Utils.config import Config
@@ -49,7 +50,7 @@ def agent_on(env_id: str, seed: int = 0):
     bounds = box_bounds(env)
     shape = env.observation_space.shape
     n = env.action_space.shape[0] if bounds is not None else int(env.action_space.n)
-    nets = [build_network("acer", shape, n, cfg.to_dict(), bounds) for _ in range(2)]
+    nets = [acer_network(shape, n, cfg.to_dict(), bounds) for _ in range(2)]
     nets[1].load_state_dict(nets[0].state_dict())
     params = SharedParameters(nets[0], nets[1], SharedAdam(nets[0].parameters()), cfg.polyak)
     counters = torch.zeros(1, N_COUNTERS, dtype=torch.int64)

@@ -10,10 +10,13 @@ import pytest
 import torch
 import yaml
 
-from Agent.parameters import N_COUNTERS, SKIPPED, UPDATES, SharedParameters, apply_gradients
-from NN.networks import build_network
+from Agent.interface import N_COUNTERS, SKIPPED, UPDATES, apply_gradients
+
+from Agent.runtime.parameters import SharedParameters
+from NN.networks import acer_network
 from NN.shared_adam import SharedAdam
 from Utils.checkpoint import load_checkpoint
+from Agent.algorithms import check_config
 from Utils.config import Config, ConfigError, load_config, save_config
 from Utils.logger import RunLogger, running_average
 from Utils.play import play
@@ -57,17 +60,17 @@ def test_every_range_error(key, value, message):
 
 def test_a3c_refuses_bf16_and_empty_rollouts():
     with pytest.raises(ConfigError, match="--precision bf16 is for --algo acer only"):
-        Config(algo="a3c", precision="bf16").validate()
+        check_config(Config(algo="a3c", precision="bf16"))
     with pytest.raises(ConfigError, match="each worker's rollout would be empty"):
-        Config(algo="a3c", n_workers=8, total_update_period=4).validate()
+        check_config(Config(algo="a3c", n_workers=8, total_update_period=4))
 
 
 # -- the parameter store --
 def test_shared_parameters_pull_step_and_polyak():
     torch.manual_seed(0)
-    global_net = build_network("acer", (4,), 2, {"mlp_hidden": 8})
-    average_net = build_network("acer", (4,), 2, {"mlp_hidden": 8})
-    local_net = build_network("acer", (4,), 2, {"mlp_hidden": 8})
+    global_net = acer_network((4,), 2, {"mlp_hidden": 8})
+    average_net = acer_network((4,), 2, {"mlp_hidden": 8})
+    local_net = acer_network((4,), 2, {"mlp_hidden": 8})
     store = SharedParameters(global_net, average_net, SharedAdam(global_net.parameters(), lr=0.1), 0.25)
     local = list(local_net.parameters())
     store.pull(local)
@@ -82,7 +85,7 @@ def test_shared_parameters_pull_step_and_polyak():
 
 
 def test_apply_gradients_skips_and_counts_a_non_finite_loss():
-    net = build_network("acer", (4,), 2, {"mlp_hidden": 8})
+    net = acer_network((4,), 2, {"mlp_hidden": 8})
     adam = SharedAdam(net.parameters())
     counters = torch.zeros(1, N_COUNTERS, dtype=torch.int64)
     params = list(net.parameters())
@@ -131,35 +134,36 @@ def test_a_resumed_run_reports_its_last_game_not_nan(tmp_path, capsys):
 # -- play --
 def test_play_scores_are_raw_and_seeded():
     state = load_checkpoint(os.path.join(ROOT, "Pre-Trained Weights", "CartPole_acer.pth"))
-    first = play(state, "CartPole-v1", episodes=2, seed=5, verbose=False)
-    again = play(state, "CartPole-v1", episodes=2, seed=5, verbose=False)
+    first = play(state, "CartPole-v1", episodes=2, seed=5, verbose=False, build_network=acer_network)
+    again = play(state, "CartPole-v1", episodes=2, seed=5, verbose=False, build_network=acer_network)
     assert list(first) == list(again) and first.truncated == again.truncated
     assert all(s == 500.0 for s, t in zip(first, first.truncated) if t)   # the 500-step limit
-    greedy = play(state, "CartPole-v1", episodes=1, seed=5, greedy=True, verbose=False)
+    greedy = play(state, "CartPole-v1", episodes=1, seed=5, greedy=True, verbose=False,
+                  build_network=acer_network)
     assert list(greedy) == [500.0] and greedy.truncated == [True]
 
 
 # -- Ray helpers (no cluster) --
 def test_ray_helpers_round_trip():
     pytest.importorskip("ray")
-    from Agent.ray_backend import _numpy_adam, _numpy_state, _torch_adam, _torch_state, flatten, unflatten_into
-    net = build_network("acer", (4,), 3, {"mlp_hidden": 8})
+    from Agent.backends.transport import flatten, numpy_adam, numpy_state, torch_adam, torch_state, unflatten_into
+    net = acer_network((4,), 3, {"mlp_hidden": 8})
     vector = flatten(net.parameters())
     assert vector.dtype == np.float32 and vector.size == sum(p.numel() for p in net.parameters())
-    other = build_network("acer", (4,), 3, {"mlp_hidden": 8})
+    other = acer_network((4,), 3, {"mlp_hidden": 8})
     unflatten_into(vector, list(other.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), other.parameters()))
-    state = _torch_state(_numpy_state(net.state_dict()))
+    state = torch_state(numpy_state(net.state_dict()))
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
     adam = SharedAdam(net.parameters())
     adam.step([torch.ones_like(p) for p in net.parameters()])
-    back = _torch_adam(_numpy_adam(adam.state_dict()))
+    back = torch_adam(numpy_adam(adam.state_dict()))
     assert back["step"] == 1
     assert all(torch.equal(a, b) for a, b in zip(back["exp_avg"], adam.state_dict()["exp_avg"]))
 
 
 def test_replay_stats_and_updates_csv(tmp_path):
-    from Agent.acer_agent import replay_stats
+    from Agent.acer.agent import replay_stats
     from Utils.logger import UPDATE_FIELDS, RunLogger
     assert replay_stats([]) == {}
     stats = replay_stats([{"value_loss": 1.0, "age_steps": 20}, {"value_loss": 3.0, "age_steps": 60}])

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from Agent.trainer import Trainer
+from Agent.training import build_trainer
 from Utils.checkpoint import CheckpointError, export_weights, load_checkpoint, save_checkpoint
 from Utils.config import Config
 
@@ -26,7 +26,7 @@ class RunsCode:
 
 def cartpole_checkpoint(tmp_path):
     cfg = Config(env_name="CartPole-v1", n_workers=1, models_dir=str(tmp_path / "M"))
-    trainer = Trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
+    trainer = build_trainer(cfg, str(tmp_path / "M" / "run"), str(tmp_path / "L" / "run"))
     state = trainer.checkpoint_state()
     trainer.logger.close()
     return state

@@ -5,15 +5,15 @@ server in place of shared memory.
   average network and the Adam moments, and applies each gradient as it arrives: Adam step,
   then the Polyak update of the average network (the very ``SharedParameters.step`` of the
   local backend). It also keeps the workers' counter rows and their messages for the driver.
-* Each worker is an actor (one CPU) running :func:`Agent.worker.run_worker` unchanged, with
+* Each worker is an actor (one CPU) running :func:`Agent.runtime.worker.run_worker` unchanged, with
   :class:`RayParameters` as its ``params``: ``pull`` fetches the latest weights (and average
   weights), ``step`` sends a gradient without waiting for it to be applied. Calls from one
   worker reach the server in order, so its next pull sees its own last update, as in the
   Hogwild path, while other workers' updates land whenever they arrive.
-* The driver (the main process) runs the local trainer's own supervision loop
-  (:class:`Agent.trainer.Trainer`: logging, checkpoints, stopping) over :class:`RayBackend`;
+* The driver (the main process) runs the trainer's one supervision loop
+  (:class:`Agent.runtime.trainer.Trainer`: logging, checkpoints, stopping) over :class:`RayBackend`;
   before each save it copies the server's state into its own networks, so a checkpoint is the
-  same file whichever backend wrote it. :class:`RayTrainer` is that trainer with this backend.
+  same file whichever backend wrote it.
 
 Weights and gradients travel as one flat float32 NumPy vector each: Ray moves NumPy arrays
 through its object store without pickling them, where a torch tensor of 4 MB took 1.8 s
@@ -21,74 +21,41 @@ instead of 50 ms on the development machine.
 """
 from __future__ import annotations
 
-import os
 import traceback
 import warnings
 
 import numpy as np
 import torch
 
-from Agent.parameters import SharedParameters
-from Agent.trainer import JOIN_TIMEOUT_S, Snapshot, Trainer, copy_shared_state, worker_state_path
-from Agent.worker import run_worker, save_worker_state
-from NN.networks import build_network
+from Agent.backends.local import JOIN_TIMEOUT_S
+from Agent.backends.transport import (Outbox, connect, flatten, numpy_adam, numpy_state, torch_adam,
+                                      torch_state, unflatten_into)
+from Agent.runtime.checkpointer import Checkpointer
+from Agent.runtime.messages import WorkerError, WorkerWarning
+from Agent.runtime.parameters import SharedParameters
+from Agent.runtime.state import RunState, Snapshot, worker_resume_state, worker_state_path
+from Agent.runtime.worker import run_worker, save_worker_state
+from Agent.registry import Algorithm
 from NN.shared_adam import SharedAdam
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Arrays from Ray's object store are read-only; they are only ever copied from here.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-
-
-def flatten(tensors) -> np.ndarray:
-    """The tensors' values as one float32 vector in the CPU's memory (a learner's GPU
-    weights are copied over; CPU tensors are not)."""
-    return torch.cat([t.detach().reshape(-1).float().cpu() for t in tensors]).numpy()
-
-
-@torch.no_grad()
-def unflatten_into(vector: np.ndarray, tensors) -> None:
-    """Copy a :func:`flatten` vector back into ``tensors`` in place."""
-    flat, offset = torch.from_numpy(np.asarray(vector)), 0
-    for t in tensors:
-        n = t.numel()
-        t.copy_(flat[offset:offset + n].view_as(t))
-        offset += n
-
-
-def _numpy_state(state_dict: dict) -> dict:
-    return {k: v.detach().numpy().copy() for k, v in state_dict.items()}
-
-
-def _torch_state(state: dict) -> dict:
-    return {k: torch.from_numpy(np.array(v)) for k, v in state.items()}
-
-
-def _numpy_adam(state: dict) -> dict:
-    """A :meth:`SharedAdam.state_dict` with its moments as NumPy arrays (for Ray)."""
-    return {**state, "exp_avg": [m.numpy() for m in state["exp_avg"]],
-            "exp_avg_sq": [v.numpy() for v in state["exp_avg_sq"]]}
-
-
-def _torch_adam(state: dict) -> dict:
-    """The inverse of :func:`_numpy_adam`."""
-    return {**state, "exp_avg": [torch.from_numpy(np.array(m)) for m in state["exp_avg"]],
-            "exp_avg_sq": [torch.from_numpy(np.array(v)) for v in state["exp_avg_sq"]]}
 
 
 class ParameterServer:
     """The global state of a Ray run (made a Ray actor by :func:`_actor_classes`)."""
 
-    def __init__(self, algo: str, obs_shape, n_actions: int, config: dict, bounds,
+    def __init__(self, algorithm: Algorithm, obs_shape, n_actions: int, config: dict, bounds,
                  model: dict, average: dict | None, optimizer: dict, counters: np.ndarray):
         torch.set_num_threads(1)
-        self.global_net = build_network(algo, tuple(obs_shape), n_actions, config, bounds)
-        self.global_net.load_state_dict(_torch_state(model))
+        self.global_net = algorithm.build_network(tuple(obs_shape), n_actions, config, bounds)
+        self.global_net.load_state_dict(torch_state(model))
         average_net = None
         if average is not None:
-            average_net = build_network(algo, tuple(obs_shape), n_actions, config, bounds)
-            average_net.load_state_dict(_torch_state(average))
+            average_net = algorithm.build_network(tuple(obs_shape), n_actions, config, bounds)
+            average_net.load_state_dict(torch_state(average))
         adam = SharedAdam(self.global_net.parameters(), lr=config["lr"], eps=config["adam_eps"])
-        adam.load_state_dict(_torch_adam(optimizer))
+        adam.load_state_dict(torch_adam(optimizer))
         self.params = SharedParameters(self.global_net, average_net, adam, config["polyak"])
         self.grads = [torch.zeros_like(p) for p in self.params.global_params]
         self.counters = np.array(counters, dtype=np.int64)
@@ -128,10 +95,10 @@ class ParameterServer:
     def state(self) -> dict:
         """The global network, average network and Adam state as NumPy arrays."""
         adam = self.params.optimizer.state_dict()
-        return {"model": _numpy_state(self.global_net.state_dict()),
-                "average": (_numpy_state(self.params.average_net.state_dict())
+        return {"model": numpy_state(self.global_net.state_dict()),
+                "average": (numpy_state(self.params.average_net.state_dict())
                             if self.params.average_net is not None else None),
-                "optimizer": _numpy_adam(adam)}
+                "optimizer": numpy_adam(adam)}
 
 
 class RayParameters:
@@ -199,19 +166,19 @@ class _StopFlag:
 class RayWorker:
     """One worker (made a Ray actor by :func:`_actor_classes`): the local backend's loop."""
 
-    def run(self, worker_id: int, cfg, server, obs_shape, n_actions: int, bounds,
-            counters: np.ndarray, resume_state: dict | None):
+    def run(self, algorithm: Algorithm, worker_id: int, cfg, server, obs_shape, n_actions: int,
+            bounds, counters: np.ndarray, resume_state: dict | None):
         torch.set_num_threads(1)
         table = torch.from_numpy(np.array(counters, dtype=np.int64))
         average_net = None
-        if cfg.algo == "acer":
-            average_net = build_network(cfg.algo, tuple(obs_shape), n_actions, cfg.to_dict(), bounds)
+        if algorithm.needs_average:
+            average_net = algorithm.build_network(tuple(obs_shape), n_actions, cfg.to_dict(), bounds)
         params = RayParameters(server, worker_id, table, obs_shape, n_actions, average_net)
         try:
-            state = run_worker(worker_id, cfg, params, table, _StopFlag(params), _Outbox(params),
+            state = run_worker(algorithm, worker_id, cfg, params, table, _StopFlag(params), _Outbox(params),
                                state_path=None, resume_state=resume_state)
         except BaseException:
-            params.outbox.append(("error", worker_id, traceback.format_exc()))
+            params.outbox.append(WorkerError(worker_id, traceback.format_exc()))
             params.finish()
             raise
         params.finish()
@@ -223,66 +190,59 @@ def _actor_classes():
     return (ray.remote(num_cpus=0)(ParameterServer), ray.remote(num_cpus=1)(RayWorker))
 
 
-def _connect(cfg):
-    import ray
-    runtime_env = {"env_vars": {"PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}}
-    ray.init(address=cfg.ray_address or None, runtime_env=runtime_env, include_dashboard=False,
-             logging_level="ERROR", log_to_driver=True)
-    return ray
-
-
-class _Notes(list):
-    """Messages the driver adds for a worker, taken as a worker's queue takes them (``put``)."""
-
-    def put(self, message) -> None:
-        self.append(message)
-
-
 class RayBackend:
-    """The :class:`Agent.trainer.Backend` of ``--backend ray``: a parameter-server actor and one
-    actor per worker. The trainer's networks, Adam and counter table are the driver's copies:
+    """The :class:`Agent.runtime.trainer.Backend` of ``--backend ray``: a parameter-server actor and one
+    actor per worker. The run state's networks, Adam and counter table are the driver's copies:
     the counters and the optimizer's step come in with every :meth:`next_messages`, the
     weights and moments with every :meth:`snapshot`. Workers return their own state when they
     stop, and this driver writes it to ``worker_<i>.pth``."""
 
     join_timeout_s = JOIN_TIMEOUT_S * 2
 
-    def __init__(self, trainer: Trainer):
-        self.trainer = trainer
+    def __init__(self, state: RunState, run_dir: str, checkpoints: Checkpointer | None = None):
+        self.state, self.run_dir = state, run_dir
         self.ray = self.server = None
         self.workers: list = []
         self.runs: list = []         # one ObjectRef per worker: its run's result
         self.pending: list = []      # the runs still going
         self.failures: list[str] = []
-        self.notes = _Notes()      # messages from this driver (a worker state it could not write)
-        self.received = np.zeros(trainer.cfg.n_workers, dtype=np.int64)
+        self.notes = Outbox()      # messages from this driver (a worker state it could not write)
+        self.received = np.zeros(state.cfg.n_workers, dtype=np.int64)
 
     def start(self) -> None:
-        t, cfg = self.trainer, self.trainer.cfg
-        self.ray = _connect(cfg)
+        t, cfg = self.state, self.state.cfg
+        self.ray = connect(cfg)
         server_class, worker_class = _actor_classes()
         self.server = server_class.remote(
-            cfg.algo, t.obs_shape, t.n_actions, cfg.to_dict(), t.action_bounds,
-            _numpy_state(t.global_net.state_dict()),
-            _numpy_state(t.average_net.state_dict()) if t.average_net is not None else None,
-            _numpy_adam(t.optimizer.state_dict()),
+            t.algorithm, t.obs_shape, t.n_actions, cfg.to_dict(), t.action_bounds,
+            numpy_state(t.global_net.state_dict()),
+            numpy_state(t.average_net.state_dict()) if t.average_net is not None else None,
+            numpy_adam(t.optimizer.state_dict()),
             t.counters.numpy().copy())
         self.workers = [worker_class.options(name=None).remote() for _ in range(cfg.n_workers)]
-        self.runs = [w.run.remote(i, cfg, self.server, t.obs_shape, t.n_actions, t.action_bounds,
-                                  t.counters.numpy().copy(), t.worker_resume_state(i))
+        self.runs = [w.run.remote(t.algorithm, i, cfg, self.server, t.obs_shape, t.n_actions, t.action_bounds,
+                                  t.counters.numpy().copy(), self._resume_state(i))
                      for i, w in enumerate(self.workers)]
         self.pending = list(self.runs)
 
-    def next_messages(self, timeout: float) -> list[tuple]:
+    def _resume_state(self, worker_id: int) -> dict | None:
+        """Worker ``worker_id``'s saved state, read here in the driver (a warning goes to the
+        console with the next messages)."""
+        state, warning = worker_resume_state(self.state, self.run_dir, worker_id)
+        if warning:
+            self.notes.put(WorkerWarning(worker_id, warning))
+        return state
+
+    def next_messages(self, timeout: float) -> list:
         if self.server is None:
             return []
         if self.pending:
             self.ray.wait(self.pending, timeout=timeout)
             self._collect_finished()
         messages, table, step, self.received = self.ray.get(self.server.drain.remote())
-        self.trainer.counters.copy_(torch.from_numpy(table))
-        self.trainer.optimizer.step_count.fill_(step)
-        notes, self.notes = self.notes, _Notes()
+        self.state.counters.copy_(torch.from_numpy(table))
+        self.state.optimizer.step_count.fill_(step)
+        notes, self.notes = self.notes, Outbox()
         return notes + messages
 
     def running(self) -> bool:
@@ -308,20 +268,18 @@ class RayBackend:
                 self.failures.append(f"worker {worker_id} died: {err}")
             else:
                 if state is not None:
-                    save_worker_state(state, worker_state_path(self.trainer.run_dir, worker_id),
+                    save_worker_state(state, worker_state_path(self.run_dir, worker_id),
                                       self.notes, worker_id)
 
     def snapshot(self) -> Snapshot:
         """The server's weights and Adam state, copied into the driver's networks first (so a
         checkpoint is the same file whichever backend wrote it)."""
-        t = self.trainer
         if self.server is not None:
             state = self.ray.get(self.server.state.remote())
-            t.global_net.load_state_dict(_torch_state(state["model"]))
-            if t.average_net is not None:
-                t.average_net.load_state_dict(_torch_state(state["average"]))
-            t.optimizer.load_state_dict(_torch_adam(state["optimizer"]))
-        return copy_shared_state(t)
+            self.state.load_snapshot(torch_state(state["model"]),
+                                     torch_state(state["average"]) if state["average"] is not None else None,
+                                     torch_adam(state["optimizer"]))
+        return self.state.snapshot()
 
     def stop(self) -> None:
         if self.server is not None:
@@ -345,11 +303,3 @@ class RayBackend:
             self.ray.kill(actor)
         self.server = None
         self.ray.shutdown()
-
-
-class RayTrainer(Trainer):
-    """The trainer (one supervision loop: logging, checkpoints, stopping) with Ray actors as
-    workers."""
-
-    def _make_backend(self) -> RayBackend:
-        return RayBackend(self)

@@ -1,8 +1,7 @@
 """The worker process loop, the same for every algorithm.
 
-A worker owns one environment and one agent (``ACERAgent``, ``ContinuousACERAgent`` for Box
-actions, or ``A3CAgent``, which handles both kinds of action space).
-Each iteration it lets the agent sync with the global network, steps the
+A worker owns one environment and one agent, which its algorithm's registry record
+(:class:`Agent.registry.Algorithm`, handed in) makes. Each iteration it lets the agent sync with the global network, steps the
 environment for the agent's rollout length (the agent chooses actions and
 records what happened), reports finished games, and then lets the agent learn
 (one or more updates of the shared network). Everything that is not the
@@ -10,8 +9,8 @@ algorithm lives here: seeding, the environment, counters, messages to the main
 process, the step budget, reward scaling (``reward_scale``; reported scores stay raw), and
 the worker's own state for an exact resume.
 
-An agent is anything that satisfies :class:`Agent` below; it reaches the global weights only
-through a :class:`Agent.parameters.ParameterStore`, and does not import this module.
+An agent is anything that satisfies :class:`Agent.interface.Agent`; it reaches the global
+weights only through a :class:`Agent.interface.ParameterStore`, and does not import this module.
 """
 from __future__ import annotations
 
@@ -21,31 +20,17 @@ import signal
 import sys
 import time
 import traceback
-from typing import Protocol
 
 import numpy as np
 import torch
 
-from Agent.parameters import (BAD_STREAK, EPISODES, ITERATIONS, N_COUNTERS, SAVING, SKIPPED, STEPS,  # noqa: F401
-                              UPDATES, SharedParameters)
-from Utils.atari_wrappers import env_state, make_env, restore_env_state
+from Agent.interface import EPISODES, ITERATIONS, SAVING, STEPS, Agent
+from Agent.runtime.messages import Episode, Iteration, Life, Started, WorkerError, WorkerWarning
+from Agent.runtime.parameters import SharedParameters
+from Utils.atari_wrappers import make_env
+from Utils.env_state import env_state, restore_env_state
 from Utils.checkpoint import read_worker_state, save_checkpoint
 from Utils.interrupts import unblock_in_child
-
-class Agent(Protocol):
-    """What the worker loop drives (``ACERAgent``, ``ContinuousACERAgent``, ``A3CAgent``)."""
-
-    rollout_length: int
-
-    def begin_rollout(self) -> None: ...
-    def act(self, obs): ...
-    def record(self, action, reward: float, terminated: bool, truncated: bool, next_obs) -> None: ...
-    def observe(self, obs, first: bool) -> None: ...
-    def learn(self) -> dict[str, float] | None: ...
-    def memory_size(self) -> int: ...
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict, obs) -> None: ...
-
 
 def worker_seed(seed: int, worker_id: int, iteration: int) -> int:
     """``seed + worker_id`` for a new run, as in the original; a run resumed without its
@@ -55,21 +40,7 @@ def worker_seed(seed: int, worker_id: int, iteration: int) -> int:
     return int(np.random.SeedSequence([seed, worker_id, iteration]).generate_state(1)[0])
 
 
-def make_agent(cfg, params, counters, worker_id, env, rng) -> Agent:
-    """The agent for ``cfg.algo`` and the environment's action space; ``params`` is where it
-    pulls global weights from and steps them (:class:`Agent.parameters.SharedParameters`)."""
-    if cfg.algo == "acer":
-        from Agent.acer_agent import ACERAgent, ContinuousACERAgent
-        from Utils.atari_wrappers import box_bounds
-        agent_class = ACERAgent if box_bounds(env) is None else ContinuousACERAgent
-        return agent_class(cfg, params, counters, worker_id, env, rng)
-    if cfg.algo == "a3c":
-        from Agent.a3c_agent import A3CAgent
-        return A3CAgent(cfg, params, counters, worker_id, env)
-    raise ValueError(f"unknown algorithm '{cfg.algo}'")
-
-
-def run_worker(worker_id: int, cfg, params, counters: torch.Tensor, stop_event, queue,
+def run_worker(algorithm, worker_id: int, cfg, params, counters: torch.Tensor, stop_event, queue,
                state_path: str | None = None, resume_state: dict | None = None,
                main_pid: int | None = None) -> dict | None:
     """Act and learn until ``stop_event`` is set or the step budget is spent.
@@ -79,7 +50,7 @@ def run_worker(worker_id: int, cfg, params, counters: torch.Tensor, stop_event, 
     to ``state_path`` (or, without one, returned), and ``resume_state`` (such a file, loaded)
     continues exactly there.
     """
-    env, agent, rng, obs = start_worker(worker_id, cfg, params, counters, resume_state)
+    env, agent, rng, obs = start_worker(algorithm, worker_id, cfg, params, counters, resume_state)
     parent_pid = main_pid if main_pid is not None else os.getppid()
     reporter = Reporter(worker_id, counters, queue)
     # A worker whose main process died (kill -9) stops instead of running on as an orphan.
@@ -89,7 +60,7 @@ def run_worker(worker_id: int, cfg, params, counters: torch.Tensor, stop_event, 
         obs = rollout(agent, env, obs, cfg.reward_scale, reporter)
         stats = agent.learn()
         counters[worker_id, ITERATIONS] += 1
-        queue.put(("iteration", worker_id, stats or {}, agent.memory_size()))
+        queue.put(Iteration(worker_id, stats or {}, agent.memory_size()))
     state = None
     if os.getppid() == parent_pid:
         counters[worker_id, SAVING] = 1   # the main process waits for a worker that is saving
@@ -99,7 +70,7 @@ def run_worker(worker_id: int, cfg, params, counters: torch.Tensor, stop_event, 
     return state
 
 
-def start_worker(worker_id: int, cfg, params, counters, resume_state: dict | None):
+def start_worker(algorithm, worker_id: int, cfg, params, counters, resume_state: dict | None):
     """Seed the worker, build its environment and agent, and start a new game or continue
     from ``resume_state``: ``(env, agent, rng, observation)``."""
     seed = worker_seed(cfg.seed, worker_id, int(counters[worker_id, ITERATIONS]))
@@ -107,7 +78,7 @@ def start_worker(worker_id: int, cfg, params, counters, resume_state: dict | Non
     random.seed(seed)
     rng = np.random.default_rng(seed)
     env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
-    agent = make_agent(cfg, params, counters, worker_id, env, rng)
+    agent = algorithm.make_agent(cfg, params, counters, worker_id, env, rng)
     if resume_state is None:
         obs, _ = env.reset(seed=seed)
         agent.observe(obs, first=True)
@@ -134,17 +105,17 @@ class Reporter:
         process reports), a finished life (Atari: the original's episode) or game."""
         i, counters = self.worker_id, self.counters
         if self.first_step:
-            self.queue.put(("started", i, time.time()))
+            self.queue.put(Started(i, time.time()))
             self.first_step = False
         counters[i, STEPS] += 1
         if "life" in info:
             life = info["life"]
-            self.queue.put(("life", i, float(life["r"]), int(life["l"]),
-                            int(counters[:, STEPS].sum()), bool(life["game_over"])))
+            self.queue.put(Life(i, float(life["r"]), int(life["l"]),
+                                int(counters[:, STEPS].sum()), bool(life["game_over"])))
         if "episode" in info:
             counters[i, EPISODES] += 1
-            self.queue.put(("episode", i, float(info["episode"]["r"]), int(info["episode"]["l"]),
-                            int(counters[:, STEPS].sum())))
+            self.queue.put(Episode(i, float(info["episode"]["r"]), int(info["episode"]["l"]),
+                                   int(counters[:, STEPS].sum())))
 
 
 def rollout(agent: Agent, env, obs, reward_scale: float, reporter: Reporter):
@@ -179,10 +150,10 @@ def save_worker_state(state: dict, state_path: str | None, queue, worker_id: int
     try:
         save_checkpoint(state, state_path)
     except OSError as err:
-        queue.put(("warning", worker_id, f"state not saved to {state_path}: {err.strerror or err}"))
+        queue.put(WorkerWarning(worker_id, f"state not saved to {state_path}: {err.strerror or err}"))
 
 
-def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counters,
+def worker_entry(algorithm, worker_id: int, cfg, global_net, average_net, optimizer, counters,
                  stop_event, queue, state_path: str, resume: bool, main_pid: int) -> None:
     """Process target: run the worker; on an exception, report it with the worker id.
 
@@ -195,7 +166,7 @@ def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counte
     """
     # Ctrl-C reaches the whole process group: only the main process handles it (and SIGTERM),
     # and stops the workers through the stop event so that a final checkpoint is consistent.
-    # They were blocked while it started (Agent.trainer.start_ignoring_interrupts): ignored
+    # They were blocked while it started (Agent.runtime.trainer.start_ignoring_interrupts): ignored
     # now, they can be unblocked (one pending is discarded).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -206,14 +177,14 @@ def worker_entry(worker_id: int, cfg, global_net, average_net, optimizer, counte
         resume_state = None
         if resume:
             resume_state, warning = read_worker_state(
-                state_path, int(counters[worker_id, ITERATIONS]), cfg.algo)
+                state_path, int(counters[worker_id, ITERATIONS]), algorithm.fresh_worker)
             if warning:
-                queue.put(("warning", worker_id, warning))
+                queue.put(WorkerWarning(worker_id, warning))
         params = SharedParameters(global_net, average_net, optimizer, cfg.polyak)
-        run_worker(worker_id, cfg, params, counters, stop_event, queue, state_path, resume_state,
+        run_worker(algorithm, worker_id, cfg, params, counters, stop_event, queue, state_path, resume_state,
                    main_pid)
     except BaseException:
-        queue.put(("error", worker_id, traceback.format_exc()))
+        queue.put(WorkerError(worker_id, traceback.format_exc()))
         sys.exit(1)
 
 

@@ -1,7 +1,7 @@
 """The ACER agent: acting with a replay memory, and ACER's updates of the shared network.
 
 Each iteration (Wang et al. 2016, Algorithm 1 with a per-worker replay) the
-worker loop (``Agent/worker.py``) has this agent copy the global weights into
+worker loop (``Agent/runtime/worker.py``) has this agent copy the global weights into
 its local network and act ``k`` steps with the local policy, storing frames,
 actions, clipped rewards, dones and mu in the replay. ``learn`` then makes one
 on-policy update on that trajectory and ``n ~ Poisson(replay_ratio)``
@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from Agent.acer_math import acer_loss, continuous_acer_loss
-from Agent.replay_memory import ReplayMemory
-from Agent.parameters import update_global
-from NN.networks import build_network
+from Agent.acer.math import acer_loss, continuous_acer_loss
+from Agent.acer.replay import ReplayMemory, replay_capacity
+from Agent.interface import update_global
+from NN.networks import acer_network
 from Utils.atari_wrappers import box_bounds
 
 
@@ -39,7 +39,7 @@ class ACERAgent:
                  rng: np.random.Generator):
         self.cfg, self.rng, self.params = cfg, rng, params
         bounds = box_bounds(env)
-        self.local_net = build_network("acer", params.obs_shape, params.n_actions,
+        self.local_net = acer_network(params.obs_shape, params.n_actions,
                                        cfg.to_dict(), bounds)
         image = self.local_net.kind == "nature_cnn"
         # --precision bf16: the update's trunk runs in bfloat16; acting stays float32.
@@ -54,7 +54,7 @@ class ACERAgent:
         self.local_params = list(self.local_net.parameters())
         self.counters, self.worker_id = counters, worker_id
         # Where updates compute: the CPU, except for the actor-learner mode's learner on a GPU
-        # (Agent/actor_learner.py moves the networks there and sets this).
+        # (Agent/backends/actor_learner.py moves the networks there and sets this).
         self.device = torch.device("cpu")
         self.rollout_length = cfg.k
         obs_shape = env.observation_space.shape
@@ -62,7 +62,7 @@ class ACERAgent:
         # mu: the action probabilities, or a Gaussian's means then standard deviations
         d = params.n_actions
         self.replay = ReplayMemory(
-            capacity=max(1, cfg.replay_capacity()), k=cfg.k,
+            capacity=max(1, replay_capacity(cfg)), k=cfg.k,
             frame_shape=obs_shape[1:] if image else obs_shape,
             mu_width=d if bounds is None else 2 * d,
             stack=cfg.frame_stack if image else 1, frame_dtype=np.uint8 if image else np.float32,

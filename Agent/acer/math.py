@@ -30,26 +30,7 @@ import math
 
 import torch
 
-
-def retrace_targets(rewards: torch.Tensor, dones: torch.Tensor, q_taken: torch.Tensor,
-                    values: torch.Tensor, rho_bar: torch.Tensor, bootstrap_value: torch.Tensor,
-                    gamma: float) -> torch.Tensor:
-    """Q_ret for each step, computed backwards from ``bootstrap_value`` = V(x_k).
-
-    ``rewards``, ``dones``, ``q_taken`` (Q(x_i, a_i)), ``values`` (V(x_i)) and
-    ``rho_bar`` (min(1, rho_i)) have shape [T, ...]; ``bootstrap_value`` has
-    the trailing shape. A done at step i cuts the bootstrap: Q_ret_i = r_i.
-    Inputs are treated as constants (the result is a target).
-    """
-    rewards, q_taken, values, rho_bar = (t.detach() for t in (rewards, q_taken, values, rho_bar))
-    not_done = 1.0 - dones.to(rewards.dtype)
-    q_ret = bootstrap_value.detach().to(rewards.dtype)
-    out = torch.empty_like(rewards)
-    for i in range(rewards.shape[0] - 1, -1, -1):
-        q_ret = rewards[i] + gamma * not_done[i] * q_ret
-        out[i] = q_ret
-        q_ret = rho_bar[i] * (q_ret - q_taken[i]) + values[i]
-    return out
+from Agent.shared_math import diag_gaussian_entropy, diag_gaussian_log_prob, entropy, retrace_targets
 
 
 def importance_weights(policy: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
@@ -99,11 +80,6 @@ def trust_region_activity(g: torch.Tensor, k: torch.Tensor, delta: float) -> tor
     """The fraction of steps at which the trust region binds (k.g > delta, so z != g): a
     diagnostic, 0 when the policy stays well inside the constraint."""
     return ((k * g).sum(-1) > delta).to(g.dtype).mean()
-
-
-def entropy(log_policy: torch.Tensor) -> torch.Tensor:
-    """H(f) = -sum_a f(a) log f(a), per row."""
-    return -(log_policy.exp() * log_policy).sum(-1)
 
 
 def acer_loss(logits: torch.Tensor, q: torch.Tensor, average_logits: torch.Tensor,
@@ -169,17 +145,6 @@ def acer_loss(logits: torch.Tensor, q: torch.Tensor, average_logits: torch.Tenso
 # * critic: (Q_ret_i - Q~(x_i, a_i)) grad Q~ + min(1, rho_i) (Q_ret_i - Q~(x_i, a_i)) grad V,
 #   the gradient of 1/2 (Q_ret - Q~)^2 + 1/2 (V_target - V)^2 with
 #   V_target = min(1, rho_i) (Q_ret_i - Q~(x_i, a_i)) + V(x_i) held constant.
-
-
-def diag_gaussian_log_prob(mean: torch.Tensor, std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """log N(a; m, diag(std^2)), summed over the last (action) dimension."""
-    z = (actions - mean) / std
-    return (-0.5 * z.pow(2) - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
-
-
-def diag_gaussian_entropy(std: torch.Tensor) -> torch.Tensor:
-    """H(N(m, diag(std^2))) = sum_j (1/2 + 1/2 log(2 pi) + log std_j)."""
-    return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(std)).sum(-1)
 
 
 def continuous_acer_loss(mean: torch.Tensor, std: torch.Tensor, average_mean: torch.Tensor,

@@ -1,6 +1,6 @@
 """The A3C agent: on-policy rollouts and A3C's update of the shared network.
 
-Each iteration the worker loop (``Agent/worker.py``) has this agent copy the
+Each iteration the worker loop (``Agent/runtime/worker.py``) has this agent copy the
 global weights into its local network and act for the rollout length
 (``total_update_period // n_workers`` steps for the recurrent agent, ``t_max``
 for the feed-forward one), crossing episode ends where they fall. ``learn``
@@ -21,10 +21,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from Agent.a3c_math import a3c_loss, gaussian_a3c_loss, n_step_returns
-from Agent.parameters import update_global
-from NN.networks import build_network
+from Agent.a3c.math import a3c_loss, gaussian_a3c_loss, n_step_returns
+from Agent.interface import update_global
+from NN.networks import a3c_network
 from Utils.atari_wrappers import box_bounds
+
+
+def rollout_length(cfg) -> int:
+    """Recurrent: ``total_update_period`` steps summed over the workers (the original's);
+    feed-forward: ``t_max`` per worker (the paper's)."""
+    return cfg.total_update_period // cfg.n_workers if cfg.recurrent else cfg.t_max
 
 
 class A3CAgent:
@@ -34,11 +40,11 @@ class A3CAgent:
         self.cfg, self.params = cfg, params
         bounds = box_bounds(env)
         self.continuous = bounds is not None  # a Gaussian policy (GaussianA3CNet)
-        self.local_net = build_network("a3c", params.obs_shape, params.n_actions,
+        self.local_net = a3c_network(params.obs_shape, params.n_actions,
                                        cfg.to_dict(), bounds)
         self.local_params = list(self.local_net.parameters())
         self.counters, self.worker_id = counters, worker_id
-        T = self.rollout_length = cfg.rollout_length()
+        T = self.rollout_length = rollout_length(cfg)
         obs_space = env.observation_space
         dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
         self.obs = torch.zeros((T + 1, *obs_space.shape), dtype=dtype)  # x_0..x_T

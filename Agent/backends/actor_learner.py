@@ -2,7 +2,7 @@
 actors ship rollouts to one learner, and the learner ships weights back now and then.
 
 * Each **actor** (:class:`RolloutActor`, a Ray actor with one CPU) runs the worker loop's own
-  pieces (:func:`Agent.worker.start_worker`, :func:`Agent.worker.rollout`): an environment and
+  pieces (:func:`Agent.runtime.worker.start_worker`, :func:`Agent.runtime.worker.rollout`): an environment and
   an acting copy of the network (an ``ACERAgent`` that never learns), which records mu for
   every step. Each k-step rollout goes to the learner as the replay stores it: the newest frame
   of each state with its episode-start flag (the learner's replay rebuilds the stacks), action,
@@ -18,10 +18,10 @@ actors ship rollouts to one learner, and the learner ships weights back now and 
   update). The on-policy update starts from the learner's latest weights, which are ahead of
   the ones the actor acted with, so rho != 1 there in general: ACER's truncated importance
   weights correct for that lag as they do for replayed trajectories.
-* :class:`ActorLearnerBackend` is the :class:`Agent.trainer.Backend` of this mode: the trainer's
+* :class:`ActorLearnerBackend` is the :class:`Agent.runtime.trainer.Backend` of this mode: the trainer's
   one supervision loop (logging, checkpoints, stopping) drives it like the others. Learning
   happens inside :meth:`ActorLearnerBackend.next_messages`, with Ctrl-C held off until the
-  update in progress is complete; the learner's networks and Adam are the trainer's own (or,
+  update in progress is complete; the learner's networks and Adam are the run state's own (or,
   on a GPU, copied into them for each checkpoint), so a checkpoint is the same file whichever
   backend wrote it.
 
@@ -32,7 +32,7 @@ version and fetched by the actors that are due for it.
 
 Faults: an actor that dies (its process killed, its node lost) is restarted with a new
 environment, up to ``MAX_RESTARTS`` times each; its replay continues, the cut episode stored as
-a time-limit truncation (:meth:`Agent.replay_memory.ReplayMemory.restart_stream`). An actor
+a time-limit truncation (:meth:`Agent.acer.replay.ReplayMemory.restart_stream`). An actor
 whose code raises stops the run naming it, as a failing local worker does. A learner that raises
 stops the run without writing over the last checkpoint. A run that receives no rollout for
 ``stall_minutes`` (default 15) stops, naming the actors whose rollouts it waited on.
@@ -49,14 +49,18 @@ import warnings
 import numpy as np
 import torch
 
-from Agent.acer_agent import ACERAgent
-from Agent.parameters import EPISODES, ITERATIONS, STEPS, SharedParameters
-from Agent.ray_backend import flatten, unflatten_into
-from Agent.replay_memory import ReplayMemory
-from Agent.trainer import (JOIN_TIMEOUT_S, Snapshot, Trainer, WorkerFailed, copy_shared_state,
-                           worker_state_path)
-from Agent.worker import Reporter, rollout, save_worker_state, start_worker, worker_state
-from NN.networks import build_network
+from Agent.acer.agent import ACERAgent
+from Agent.acer.algorithm import ACER
+from Agent.acer.replay import ReplayMemory
+from Agent.backends.local import JOIN_TIMEOUT_S
+from Agent.backends.transport import Outbox, connect, flatten, unflatten_into
+from Agent.interface import EPISODES, ITERATIONS, STEPS
+from Agent.runtime.checkpointer import Checkpointer, WorkerFailed
+from Agent.runtime.messages import Iteration, Started, WorkerWarning
+from Agent.runtime.parameters import SharedParameters
+from Agent.runtime.state import RunState, Snapshot, worker_resume_state, worker_state_path
+from Agent.runtime.worker import Reporter, rollout, save_worker_state, start_worker, worker_state
+from NN.networks import acer_network
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
 from Utils.config import Config, ConfigError, plural
@@ -93,7 +97,7 @@ def acting_config(cfg: Config) -> Config:
 
 
 class ActorParameters:
-    """An actor's :class:`Agent.parameters.ParameterStore`: the latest weights it was sent,
+    """An actor's :class:`Agent.interface.ParameterStore`: the latest weights it was sent,
     copied into the acting network at a rollout's start when they are new. Actors never step."""
 
     average_net = None
@@ -112,13 +116,6 @@ class ActorParameters:
 
     def step(self, grads) -> int:
         raise RuntimeError("an actor does not update the weights; the learner does")
-
-
-class _Outbox(list):
-    """The actor's messages for the driver, taken as a queue takes them (``put``)."""
-
-    def put(self, message) -> None:
-        self.append(message)
 
 
 def rollout_message(replay: ReplayMemory, k: int) -> dict:
@@ -146,9 +143,9 @@ class RolloutActor:
         self.cfg = acting_config(cfg)
         self.table = torch.from_numpy(np.array(counters, dtype=np.int64))
         self.params = ActorParameters(obs_shape, n_actions, weights, version)
-        self.outbox = _Outbox()
+        self.outbox = Outbox()
         self.env, self.agent, self.rng, self.obs = start_worker(
-            worker_id, self.cfg, self.params, self.table, resume_state)
+            ACER, worker_id, self.cfg, self.params, self.table, resume_state)
         self.reporter = Reporter(worker_id, self.table, self.outbox)
         # the first rollout also carries the state it starts from: the learner's replay needs
         # it when it starts afresh, and it replaces the cut state when this actor is a restart
@@ -190,11 +187,11 @@ class Learner:
                  counters: torch.Tensor, device: str = "cpu"):
         self.cfg, self.counters = cfg, counters
         self.device = torch.device(device)
-        self.shared = (global_net, average_net, optimizer)   # the trainer's (CPU) copies
+        self.shared = (global_net, average_net, optimizer)   # the run state's (CPU) copies
         if self.device.type != "cpu":
-            global_net = build_network("acer", tuple(obs_shape), n_actions, cfg.to_dict()).to(self.device)
+            global_net = acer_network(tuple(obs_shape), n_actions, cfg.to_dict()).to(self.device)
             global_net.load_state_dict(self.shared[0].state_dict())
-            average_net = build_network("acer", tuple(obs_shape), n_actions, cfg.to_dict()).to(self.device)
+            average_net = acer_network(tuple(obs_shape), n_actions, cfg.to_dict()).to(self.device)
             average_net.load_state_dict(self.shared[1].state_dict())
             optimizer = SharedAdam(global_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
             optimizer.load_state_dict(self.shared[2].state_dict())
@@ -271,7 +268,7 @@ class Learner:
         self.updates += n_updates
         return stats
 
-    def ingest(self, message: dict) -> list[tuple]:
+    def ingest(self, message: dict) -> list:
         """Add a rollout, and learn once ``learner_batch`` rollouts are waiting; the trainer's
         messages for it (its statistics only when it completed a batch)."""
         t0 = time.perf_counter()
@@ -289,10 +286,10 @@ class Learner:
                 batch, self.waiting = self.waiting, []
                 stats = self.learn(batch)
         self.busy_s += time.perf_counter() - t0
-        return [("iteration", i, stats or {}, len(replay))]
+        return [Iteration(i, stats or {}, len(replay))]
 
     def copy_to_trainer(self) -> None:
-        """On a GPU: the learner's weights, average weights and Adam state into the trainer's
+        """On a GPU: the learner's weights, average weights and Adam state into the run state's
         CPU copies (on the CPU they are the same objects)."""
         if self.device.type == "cpu":
             return
@@ -307,11 +304,6 @@ def _actor_class():
     return ray.remote(num_cpus=1)(RolloutActor)
 
 
-class _Notes(list):
-    def put(self, message) -> None:
-        self.append(message)
-
-
 def pull_due(since_sync: int, lag: int, sync_every: int, max_policy_lag: int) -> bool:
     """Whether an actor's next rollout request carries the learner's weights: after
     ``sync_every`` rollouts on its weights, or sooner when ``max_policy_lag`` (0: no limit) is
@@ -320,23 +312,23 @@ def pull_due(since_sync: int, lag: int, sync_every: int, max_policy_lag: int) ->
 
 
 class ActorLearnerBackend:
-    """The :class:`Agent.trainer.Backend` of ``--ray_mode actor_learner``: ``n_workers`` actors
+    """The :class:`Agent.runtime.trainer.Backend` of ``--ray_mode actor_learner``: ``n_workers`` actors
     and the learner in this process. Counters: the actors' steps and games come with their
     rollouts; iterations and updates are the learner's."""
 
     join_timeout_s = JOIN_TIMEOUT_S * 2
 
-    def __init__(self, trainer: Trainer):
-        cfg = trainer.cfg
-        if trainer.action_bounds is not None:
+    def __init__(self, state: RunState, run_dir: str, checkpoints: Checkpointer):
+        cfg = state.cfg
+        if state.action_bounds is not None:
             raise ConfigError(f"--ray_mode actor_learner runs ACER with discrete actions; "
                               f"{cfg.env_name} has a Box action space: use --ray_mode hogwild")
         if cfg.learner_device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("--learner_device cuda: torch sees no CUDA device here "
                               f"(torch {torch.__version__}); use --learner_device cpu")
-        self.trainer, self.cfg = trainer, cfg
-        self.learner = Learner(cfg, trainer.obs_shape, trainer.n_actions, trainer.global_net,
-                               trainer.average_net, trainer.optimizer, trainer.counters,
+        self.state, self.run_dir, self.checkpoints, self.cfg = state, run_dir, checkpoints, cfg
+        self.learner = Learner(cfg, state.obs_shape, state.n_actions, state.global_net,
+                               state.average_net, state.optimizer, state.counters,
                                cfg.learner_device)
         self.ray = None
         n = cfg.n_workers
@@ -352,19 +344,20 @@ class ActorLearnerBackend:
         self.stopping = False
         self.failures: list[str] = []
         self.learner_failure: str | None = None
-        self.notes = _Notes()
+        self.notes = Outbox()
         self.stats = {"rollouts": 0, "steps": 0, "rollout_bytes": 0, "weight_pulls": 0,
                       "weight_bytes": 0, "lag_sum": 0, "lag_max": 0, "actor_s": 0.0}
         self.t_start = self.last_progress = time.time()
 
     # -- starting and requesting --
     def start(self) -> None:
-        from Agent.ray_backend import _connect
-        t, cfg = self.trainer, self.cfg
-        self.ray = _connect(cfg)
+        cfg = self.cfg
+        self.ray = connect(cfg)
         self.actor_class = _actor_class()
         for i in range(cfg.n_workers):
-            state = t.worker_resume_state(i)
+            state, warning = worker_resume_state(self.state, self.run_dir, i)
+            if warning:
+                self.notes.put(WorkerWarning(i, warning))
             if state is not None:
                 replay = state.get("agent", state).get("replay")
                 if replay is not None:
@@ -391,7 +384,7 @@ class ActorLearnerBackend:
         return self.published
 
     def _start_actor(self, i: int, resume_state: dict | None) -> None:
-        t = self.trainer
+        t = self.state
         version, ref, nbytes = self._weights()
         self.actors[i] = self.actor_class.remote(i, self.cfg, t.obs_shape, t.n_actions,
                                                  t.counters.numpy().copy(), resume_state, ref, version)
@@ -405,7 +398,7 @@ class ActorLearnerBackend:
         """Queue one more rollout on actor ``i``, with the weights when it is due for them;
         none once the step budget is covered by the rollouts received and in flight."""
         cfg = self.cfg
-        if cfg.total_steps and (self.trainer.global_steps + len(self.pending) * cfg.k
+        if cfg.total_steps and (self.state.global_steps + len(self.pending) * cfg.k
                                 >= cfg.total_steps):
             return
         weights = version = None
@@ -416,12 +409,12 @@ class ActorLearnerBackend:
             self.stats["weight_pulls"] += 1
             self.stats["weight_bytes"] += nbytes
         self.since_sync[i] += 1
-        ref = self.actors[i].rollout.remote(weights, version, self.trainer.counters.numpy().copy())
+        ref = self.actors[i].rollout.remote(weights, version, self.state.counters.numpy().copy())
         self.pending[ref] = i
 
     # -- the Backend interface --
-    def next_messages(self, timeout: float) -> list[tuple]:
-        messages: list[tuple] = []
+    def next_messages(self, timeout: float) -> list:
+        messages: list = []
         deadline = time.time() + timeout
         while self.pending or self.states:
             # each actor's rollouts in the order they were requested (its stream): wait on the
@@ -445,7 +438,7 @@ class ActorLearnerBackend:
                                  f"{self.cfg.stall_minutes:g}); the learner waited on {waiting} "
                                  f"(their rollout requests are queued in Ray: see `ray status` "
                                  f"for CPUs and `ray list actors`)")
-        notes, self.notes = self.notes, _Notes()
+        notes, self.notes = self.notes, Outbox()
         return notes + messages
 
     def _take(self, ref, messages: list) -> None:
@@ -462,11 +455,11 @@ class ActorLearnerBackend:
             try:
                 state = self.ray.get(ref)
             except (ex.RayActorError, ex.RayTaskError) as err:
-                self.notes.put(("warning", i, f"actor {i} ended before returning its state "
+                self.notes.put(WorkerWarning(i, f"actor {i} ended before returning its state "
                                               f"({_first_line(err)}); it starts afresh on resume"))
                 return
             state["agent"] = self.learner.agent_state(i)
-            save_worker_state(state, worker_state_path(self.trainer.run_dir, i), self.notes, i)
+            save_worker_state(state, worker_state_path(self.run_dir, i), self.notes, i)
             return
         i = self.pending.pop(ref, None)
         if i is None:
@@ -490,7 +483,7 @@ class ActorLearnerBackend:
         s["lag_sum"] += lag
         s["lag_max"] = max(s["lag_max"], lag)
         for m in message["messages"]:
-            if m[0] == "started":
+            if isinstance(m, Started):
                 if i in self.stepping:
                     continue   # a restarted actor: the run's start-up was reported already
                 self.stepping.add(i)
@@ -502,7 +495,7 @@ class ActorLearnerBackend:
         except Exception:
             self.learner_failure = traceback.format_exc()
             raise WorkerFailed(f"the learner failed; the last checkpoint (step "
-                               f"{self.trainer.last_saved_step:,}) is kept, not overwritten:\n"
+                               f"{self.checkpoints.last_saved_step:,}) is kept, not overwritten:\n"
                                f"{self.learner_failure}") from None
         if self.stopping:
             self._ask_state(i)
@@ -516,7 +509,7 @@ class ActorLearnerBackend:
             del self.pending[ref]                  # its other requests died with it
         reason = _first_line(err)
         if self.stopping:
-            self.notes.put(("warning", i, f"actor {i} died while stopping ({reason}); it starts "
+            self.notes.put(WorkerWarning(i, f"actor {i} died while stopping ({reason}); it starts "
                                           "afresh on resume"))
             return
         self.restarts[i] += 1
@@ -527,7 +520,7 @@ class ActorLearnerBackend:
             return
         with contextlib.suppress(Exception):
             self.ray.kill(self.actors[i])
-        self.notes.put(("warning", i, f"actor {i} died ({reason}); restarted with a new "
+        self.notes.put(WorkerWarning(i, f"actor {i} died ({reason}); restarted with a new "
                                       f"environment (restart {self.restarts[i]} of {MAX_RESTARTS})"))
         self._start_actor(i, None)
 
@@ -546,7 +539,7 @@ class ActorLearnerBackend:
         if self.learner_failure is not None:
             raise WorkerFailed("the learner failed; the last checkpoint is kept")
         self.learner.copy_to_trainer()
-        return copy_shared_state(self.trainer)
+        return self.state.snapshot()
 
     def stop(self) -> None:
         """Queue no more rollouts; each actor returns its state once its queued ones are in."""
@@ -599,10 +592,3 @@ class ActorLearnerBackend:
 def _first_line(err) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
-
-
-class ActorLearnerTrainer(Trainer):
-    """The trainer (one supervision loop) with actors and a learner."""
-
-    def _make_backend(self) -> ActorLearnerBackend:
-        return ActorLearnerBackend(self)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from Agent.acer_math import diag_gaussian_entropy, diag_gaussian_log_prob, entropy, retrace_targets
+from Agent.shared_math import diag_gaussian_entropy, diag_gaussian_log_prob, entropy, retrace_targets
 
 
 def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor, bootstrap_value: torch.Tensor,

@@ -25,6 +25,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def replay_capacity(cfg) -> int:
+    """Trajectories each worker's replay holds: total // (n_workers * k), as in the original."""
+    return cfg.total_memory_size // (cfg.n_workers * cfg.k)
+
+
 class ReplayMemory:
     """Ring buffer of steps holding ``capacity`` trajectories of length ``k``."""
 

@@ -1,13 +1,16 @@
-"""Where a worker's agent gets the global weights from and sends its gradients to.
+"""What an algorithm and the runtime that drives it agree on, and nothing else.
 
-An agent sees the global state only through a :class:`ParameterStore`: ``pull(local_params)``
-(copy the latest global weights into its local network), ``step(grads)`` (one optimizer update
-of the global network with a gradient computed locally; for ACER the average network follows)
-and ``average_net`` (ACER's average policy network, for forward passes). :class:`SharedParameters`
-is the local backend: every worker process holds the same shared-memory tensors and steps the
-shared Adam itself (Hogwild, with the lock of :class:`NN.shared_adam.SharedAdam`); the Ray
-backend's ``RayParameters`` is the other. :func:`apply_gradients` and :func:`update_global` are
-what an agent calls to send an update, with the per-worker counter table's columns.
+* :class:`Agent`: what the worker loop drives (``begin_rollout``, ``act``, ``record``,
+  ``observe``, ``learn``, its state).
+* :class:`ParameterStore`: the global weights as an agent sees them: ``pull(local_params)``
+  (copy the latest global weights into its local network), ``step(grads)`` (one optimizer update
+  of the global network with a gradient computed locally; for ACER the average network follows)
+  and ``average_net`` (ACER's average policy network, for forward passes). The runtime's
+  ``SharedParameters`` (shared memory) and the Ray backend's ``RayParameters`` are two.
+* The columns of the per-worker counter table, and :func:`apply_gradients` /
+  :func:`update_global`, which an agent calls to send an update.
+
+Algorithms (``Agent.acer``, ``Agent.a3c``) import this module, never the runtime.
 """
 from __future__ import annotations
 
@@ -15,8 +18,6 @@ import math
 from typing import Protocol
 
 import torch
-
-from NN.shared_adam import SharedAdam, polyak_update
 
 
 # Columns of the shared per-worker counter table. BAD_STREAK: updates skipped in a row;
@@ -30,7 +31,7 @@ def apply_gradients(loss: torch.Tensor, local_params: list[torch.Tensor], optimi
                     max_grad_norm: float, counters: torch.Tensor, worker_id: int) -> float | None:
     """Backpropagate ``loss`` through the local network, clip the gradient norm and step the
     global network with it (``optimizer``: anything with ``step(grads)``, such as
-    :class:`Agent.parameters.SharedParameters` or the shared Adam itself). A non-finite loss or
+    :class:`Agent.runtime.parameters.SharedParameters` or the shared Adam itself). A non-finite loss or
     gradient is never written into the shared weights: the update is skipped and counted.
     Returns the gradient norm, or None if skipped."""
     for p in local_params:
@@ -76,31 +77,16 @@ class ParameterStore(Protocol):
     def step(self, grads: list[torch.Tensor]) -> int: ...
 
 
-@torch.no_grad()
-def copy_params(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
-    """Copy parameter values from ``src`` to ``dst`` in place."""
-    torch._foreach_copy_(dst, src)
+class Agent(Protocol):
+    """What the worker loop drives (``ACERAgent``, ``ContinuousACERAgent``, ``A3CAgent``)."""
 
+    rollout_length: int
 
-class SharedParameters:
-    """The global network, ACER's average network (or None) and the shared Adam, in shared
-    memory; usable from any worker process that received them."""
-
-    def __init__(self, global_net: torch.nn.Module, average_net: torch.nn.Module | None,
-                 optimizer: SharedAdam, polyak: float):
-        self.global_net, self.average_net, self.optimizer = global_net, average_net, optimizer
-        self.polyak = polyak
-        self.obs_shape, self.n_actions = global_net.obs_shape, global_net.n_actions
-        self.global_params = list(global_net.parameters())
-        self.average_params = list(average_net.parameters()) if average_net is not None else None
-
-    def pull(self, local_params: list[torch.Tensor]) -> None:
-        """Local weights <- the global ones (read without a lock, as in Hogwild)."""
-        copy_params(local_params, self.global_params)
-
-    def step(self, grads: list[torch.Tensor]) -> int:
-        """One shared Adam update with ``grads``; then avg <- polyak * global + (1 - polyak) * avg."""
-        t = self.optimizer.step(grads)
-        if self.average_params is not None:
-            polyak_update(self.average_params, self.global_params, self.polyak)
-        return t
+    def begin_rollout(self) -> None: ...
+    def act(self, obs): ...
+    def record(self, action, reward: float, terminated: bool, truncated: bool, next_obs) -> None: ...
+    def observe(self, obs, first: bool) -> None: ...
+    def learn(self) -> dict[str, float] | None: ...
+    def memory_size(self) -> int: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict, obs) -> None: ...

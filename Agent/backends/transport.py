@@ -1,0 +1,68 @@
+"""What the Ray backends share: weights as flat vectors, state dicts as NumPy arrays, joining
+Ray, and the message lists that stand in for the local workers' queue.
+
+Weights and gradients travel as one flat float32 NumPy vector each: Ray moves NumPy arrays
+through its object store without pickling them, where a torch tensor is pickled whole.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def flatten(tensors) -> np.ndarray:
+    """The tensors' values as one float32 vector in the CPU's memory (a learner's GPU
+    weights are copied over; CPU tensors are not)."""
+    return torch.cat([t.detach().reshape(-1).float().cpu() for t in tensors]).numpy()
+
+
+@torch.no_grad()
+def unflatten_into(vector: np.ndarray, tensors) -> None:
+    """Copy a :func:`flatten` vector back into ``tensors`` in place."""
+    flat, offset = torch.from_numpy(np.asarray(vector)), 0
+    for t in tensors:
+        n = t.numel()
+        t.copy_(flat[offset:offset + n].view_as(t))
+        offset += n
+
+
+def numpy_state(state_dict: dict) -> dict:
+    return {k: v.detach().numpy().copy() for k, v in state_dict.items()}
+
+
+def torch_state(state: dict) -> dict:
+    return {k: torch.from_numpy(np.array(v)) for k, v in state.items()}
+
+
+def numpy_adam(state: dict) -> dict:
+    """A :meth:`NN.shared_adam.SharedAdam.state_dict` with its moments as NumPy arrays (for Ray)."""
+    return {**state, "exp_avg": [m.numpy() for m in state["exp_avg"]],
+            "exp_avg_sq": [v.numpy() for v in state["exp_avg_sq"]]}
+
+
+def torch_adam(state: dict) -> dict:
+    """The inverse of :func:`numpy_adam`."""
+    return {**state, "exp_avg": [torch.from_numpy(np.array(m)) for m in state["exp_avg"]],
+            "exp_avg_sq": [torch.from_numpy(np.array(v)) for v in state["exp_avg_sq"]]}
+
+
+def connect(cfg):
+    """Start or join Ray (``cfg.ray_address``) with the project importable in its workers;
+    the ``ray`` module."""
+    import ray
+    runtime_env = {"env_vars": {"PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}}
+    ray.init(address=cfg.ray_address or None, runtime_env=runtime_env, include_dashboard=False,
+             logging_level="ERROR", log_to_driver=True)
+    return ray
+
+
+class Outbox(list):
+    """Messages kept in a list and taken as a worker's queue takes them (``put``): an actor's
+    messages for the driver, or the driver's own notes for a worker."""
+
+    def put(self, message) -> None:
+        self.append(message)

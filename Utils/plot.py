@@ -99,9 +99,12 @@ def one_worker(data: dict[str, list[float]], worker: int) -> dict[str, list[floa
 
 def figure_for_runs(log_dirs: list[str], labels: list[str] | None = None,
                     x_axis: str = "episode", worker: int | None = None,
-                    view: str = "game") -> plt.Figure:
+                    view: str = "game", points: list[tuple[float, float]] | None = None,
+                    points_label: str = "published") -> plt.Figure:
     """A figure with one reward and one length curve per run (``worker``: that worker's
-    games only, as the original plotted them; ``view="life"``: lives, worker 0 by default)."""
+    games only, as the original plotted them; ``view="life"``: lives, worker 0 by default).
+    ``points``: (x, running reward) pairs published elsewhere (the original's curve, read off
+    its plot), drawn as markers on the reward axes."""
     labels = labels or [os.path.basename(os.path.normpath(d)) for d in log_dirs]
     column, x_label = X_AXES[x_axis]
     episode_name = "Life" if view == "life" else "Episode"
@@ -123,6 +126,8 @@ def figure_for_runs(log_dirs: list[str], labels: list[str] | None = None,
             lengths.append(running_len)
         ax_r.plot(x, data["running_reward"], label=label)
         ax_l.plot(x, lengths, label=label)
+    if points:
+        ax_r.plot(*zip(*points), "o", color="black", label=points_label)
     what = "life" if view == "life" else "episode"
     ax_r.set(xlabel=x_label, ylabel=f"Running {what} reward (0.99)",
              title="Running reward per life (the original's view)" if view == "life"
@@ -174,10 +179,11 @@ def figure_for_updates(log_dirs: list[str], labels: list[str] | None = None,
 
 
 def plot_runs(log_dirs: list[str], out: str, labels: list[str] | None = None,
-              x_axis: str = "episode", worker: int | None = None, view: str = "game") -> str:
+              x_axis: str = "episode", worker: int | None = None, view: str = "game",
+              points: list[tuple[float, float]] | None = None, points_label: str = "published") -> str:
     """Write the runs' curves to the PNG ``out``; return its path."""
     fig = (figure_for_updates(log_dirs, labels, x_axis) if view == "updates"
-           else figure_for_runs(log_dirs, labels, x_axis, worker, view))
+           else figure_for_runs(log_dirs, labels, x_axis, worker, view, points, points_label))
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
@@ -196,7 +202,18 @@ def main(argv=None) -> int:
                    help="game: full games (episodes.csv); life: every life an episode, worker 0 "
                         "(lives.csv; the original's curves); updates: the update statistics "
                         "(updates.csv: entropy, Q error, trust region, KL, rho, replay age)")
+    p.add_argument("--points", nargs="+", default=None, metavar="X:Y",
+                   help="published points to draw beside the runs, e.g. the original's curve read "
+                        "off its plot: --points 600:5 900:17 1280:60")
+    p.add_argument("--points_label", default="published", help="the legend entry of --points")
     args = p.parse_args(argv)
+    try:
+        points = [tuple(float(v) for v in pair.split(":")) for pair in args.points or []]
+        if any(len(pt) != 2 for pt in points):
+            raise ValueError
+    except ValueError:
+        print("error: --points takes X:Y pairs, e.g. 600:5 900:17", file=sys.stderr)
+        return 2
     if args.labels and len(args.labels) != len(args.log_dirs):
         print("error: give one label per run", file=sys.stderr)
         return 2
@@ -204,7 +221,8 @@ def main(argv=None) -> int:
         print(f"error: {args.out} exists; give --force to replace it, or another --out", file=sys.stderr)
         return 2
     try:
-        out = plot_runs(args.log_dirs, args.out, args.labels, args.x, args.worker, args.view)
+        out = plot_runs(args.log_dirs, args.out, args.labels, args.x, args.worker, args.view,
+                        points, args.points_label)
         print(f"wrote {os.path.abspath(out)}")
     except (OSError, ValueError, KeyError) as err:
         print(f"error: cannot plot: {err}", file=sys.stderr)

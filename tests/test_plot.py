@@ -91,3 +91,19 @@ def test_plot_refuses_to_replace_a_png_without_force(tmp_path):
     replaced = plot("--force")
     assert replaced.returncode == 0, replaced.stderr
     assert replaced.stdout.strip() == f"wrote {out}" and out.stat().st_size > 1000
+
+
+def test_published_points_are_drawn_beside_the_runs(tmp_path):
+    run = make_log(tmp_path / "run", [1, 2, 3, 5])
+    fig = figure_for_runs([run], ["ours"], points=[(2.0, 1.5), (4.0, 4.0)], points_label="original")
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["ours", "original"]
+    assert list(lines[1].get_xdata()) == [2.0, 4.0] and list(lines[1].get_ydata()) == [1.5, 4.0]
+    out = tmp_path / "points.png"
+    result = subprocess.run([sys.executable, "-m", "Utils.plot", run, "--out", str(out), "--points",
+                             "2:1.5", "4:4"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    bad = subprocess.run([sys.executable, "-m", "Utils.plot", run, "--out", str(tmp_path / "x.png"),
+                          "--points", "2-1.5"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --points takes X:Y pairs, e.g. 600:5 900:17"
+    assert not (tmp_path / "x.png").exists()

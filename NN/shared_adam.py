@@ -22,8 +22,8 @@ equal to the number of updates exactly.
 
 The step runs PyTorch's fused CPU Adam kernel (``torch._fused_adam_``, what
 ``torch.optim.Adam(fused=True)`` calls): one pass over parameters, gradients and
-moments instead of eight, 0.9 ms instead of 3.1 ms for ACER's 1.7M parameters,
-and so a third of the time under the lock. Where the kernel is missing, the
+moments instead of eight, so a shorter time under the lock (bench/throughput.py
+prints the update's time). Where the kernel is missing, the
 same update runs as ``torch._foreach_*`` calls.
 
 The fused kernel walks the raw memory of parameters, gradients and moments in one order, so it

@@ -189,7 +189,7 @@ def find_wrapper(env, wrapper_type):
     return None
 
 
-def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
+def play(state: dict, env_name: str, episodes: int, seed: int,
          greedy: bool = False, verbose: bool = True, video_dir: str | None = None,
          render: bool = False, noop_max: int = 30, sticky: float = 0.0,
          max_frames: int = FRAMES_PER_GAME, fire_on_new_life: bool = False, *,
@@ -208,7 +208,7 @@ def play(state: dict, env_name: str, episodes: int = 1, seed: int = 123,
     check_env_name(state, env_name)
     render = prepare_display(render)
     # Batch-1 inference gains nothing from intra-op threads, and spinning threads
-    # compete with the video encoder (and any training run): 20 ms per forward instead of 1.5.
+    # compete with the video encoder (and any training run), many times slower per forward.
     torch.set_num_threads(1)
     atari = is_atari(env_name)
     options = ({"noop_max": noop_max, "sticky": sticky, "seed": seed,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import yaml
 
 from Utils.checkpoint import BEST_NAME, CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from Utils.config import default
 
 COLUMNS = ("run", "game", "algo", "steps", "best", "written")
 
@@ -52,7 +53,7 @@ def read_run(run_dir: str, logs_dir: str | None = None) -> Run:
     run.env_name, run.algo = saved.get("env_name"), saved.get("algo")
     path = os.path.join(run_dir, CHECKPOINT_NAME)
     if not os.path.isfile(path):
-        run.problem = f"no {CHECKPOINT_NAME}" + log_note(name, logs_dir or saved.get("logs_dir") or "Logs")
+        run.problem = f"no {CHECKPOINT_NAME}" + log_note(name, logs_dir or saved.get("logs_dir") or default("logs_dir"))
         return run
     run.written = os.path.getmtime(path)
     try:

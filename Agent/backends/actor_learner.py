@@ -69,7 +69,7 @@ from Utils.interrupts import signals_held
 PIPELINE = 2          # rollout requests queued per actor
 MAX_RESTARTS = 3      # restarts of one actor before the run stops naming it
 STARTUP_GRACE_S = 180.0  # before any actor stepped, a stall is reported after at least this long
-                         # (start-ups of 87-91 s were measured here on loaded cores)
+                         # (Ray workers importing torch on loaded cores take over a minute)
 # Weights from Ray's object store are read-only; they are only ever copied from.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 

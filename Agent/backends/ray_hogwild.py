@@ -16,8 +16,8 @@ server in place of shared memory.
   same file whichever backend wrote it.
 
 Weights and gradients travel as one flat float32 NumPy vector each: Ray moves NumPy arrays
-through its object store without pickling them, where a torch tensor of 4 MB took 1.8 s
-instead of 50 ms on the development machine.
+through its object store without pickling them, where a torch tensor is pickled, many times
+slower (bench/throughput.py --backend ray prints the round trips).
 """
 from __future__ import annotations
 

@@ -41,7 +41,9 @@ class Algorithm:
     ``validate(cfg)``: raise :class:`Utils.config.ConfigError` for a config that cannot work.
     ``fresh_worker``: what a worker that resumes without its own state starts with, in words.
     ``title(cfg)``: the algorithm as the console names it. ``bf16``, ``actor_learner``: the
-    precision and the Ray mode it supports beyond fp32 and hogwild."""
+    precision and the Ray mode it supports beyond fp32 and hogwild. ``reads``: settings of other
+    algorithms it reads too (a key may be shared; its own are fields of
+    :class:`Utils.config.Hyperparameters` declared ``only`` for it)."""
 
     name: str
     build_network: Callable
@@ -56,6 +58,7 @@ class Algorithm:
     bf16: bool = False            # --precision bf16 has a bfloat16 learner for it
     bf16_note: str = ""           # ... and why not, when it has none
     actor_learner: bool = False   # --ray_mode actor_learner can run it (a replay-based learner)
+    reads: tuple[str, ...] = ()   # settings declared for other algorithms that it reads too
 
     def banner(self, cfg: Config) -> str:
         return self.title(cfg) if self.title is not None else self.name.upper()
@@ -67,7 +70,7 @@ _REGISTRY: dict[str, Algorithm] = {}
 def register(algorithm: Algorithm) -> Algorithm:
     """Add ``algorithm`` (or replace the one of the same name), and its name to the config's
     known algorithms; returns it."""
-    declare_algorithm(algorithm.name)
+    declare_algorithm(algorithm.name, algorithm.reads)
     _REGISTRY[algorithm.name] = algorithm
     return algorithm
 

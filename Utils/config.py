@@ -40,7 +40,7 @@ EVERY_MODE = frozenset((TRAIN, PLAY, EXPORT, LIST))
 
 def setting(default=MISSING, *, help: str, low=None, high=None, low_open: bool = False,
             high_open: bool = False, choices: tuple | None = None, run: bool = False,
-            only: str | None = None, algo_defaults: dict | None = None, label: str = "",
+            only: str | tuple | None = None, algo_defaults: dict | None = None, label: str = "",
             hint: str = "", default_factory=MISSING, modes=frozenset((TRAIN,)), flag: str = "",
             const=MISSING, nargs: str | None = None, metavar: str | None = None,
             default_text: str = "", rule: str = "", switch: bool = False):
@@ -48,8 +48,8 @@ def setting(default=MISSING, *, help: str, low=None, high=None, low_open: bool =
 
     ``help``: one line for ``--help`` and the docs. ``low``/``high``: allowed bounds, closed
     unless ``low_open``/``high_open``; ``choices``: the allowed values. ``run``: a setting of
-    the run (flags only), not a hyperparameter read from the YAML. ``only``: the one algorithm
-    that reads it. ``algo_defaults``: {algo: default} where an algorithm's default differs
+    the run (flags only), not a hyperparameter read from the YAML. ``only``: the algorithm
+    (or a tuple of them) that reads it. ``algo_defaults``: {algo: default} where an algorithm's default differs
     from ``default``. ``label``/``hint``: words the range error adds after the flag
     ("--k (rollout length) must ...") or after the rule ("... >= 0 (0: by time), got -1");
     ``rule``: the allowed values in words, where the bounds' own words would not do.
@@ -61,7 +61,8 @@ def setting(default=MISSING, *, help: str, low=None, high=None, low_open: bool =
     ``metavar`` as for argparse; ``default_text``: the default in words for ``--help``.
     """
     metadata = {"help": help, "low": low, "high": high, "low_open": low_open,
-                "high_open": high_open, "choices": choices, "run": run, "only": only,
+                "high_open": high_open, "choices": choices, "run": run,
+                "only": (only,) if isinstance(only, str) else tuple(only or ()),
                 "algo_defaults": dict(algo_defaults or {}), "label": label, "hint": hint,
                 "modes": frozenset(modes), "flag": flag, "const": const, "nargs": nargs,
                 "metavar": metavar, "default_text": default_text, "rule": rule, "switch": switch}
@@ -260,9 +261,11 @@ def range_error(key: str, value, meta=None) -> str:
 # Settings that describe the run rather than the algorithm: not read from the YAML.
 RUN_KEYS = tuple(name for name, f in FIELDS.items() if f.metadata["run"])
 HYPERPARAMETER_KEYS = tuple(name for name in FIELDS if name not in RUN_KEYS)
-# Keys that only one algorithm reads; every other hyperparameter is shared.
-ALGO_ONLY_KEYS = {algo: tuple(name for name, f in FIELDS.items() if f.metadata["only"] == algo)
-                  for algo in ALGOS}
+# The algorithms that read each key, where not every algorithm does (``only``); a registered
+# algorithm may read another's keys too (declare_algorithm's ``reads``).
+READERS = {name: set(f.metadata["only"]) for name, f in FIELDS.items() if f.metadata["only"]}
+# The keys each algorithm reads that not every algorithm does.
+ALGO_ONLY_KEYS = {algo: tuple(k for k, readers in READERS.items() if algo in readers) for algo in ALGOS}
 # Where an algorithm's default differs from the dataclass default (the original's A3C table).
 ALGO_DEFAULTS = {algo: {name: f.metadata["algo_defaults"][algo] for name, f in FIELDS.items()
                         if algo in f.metadata["algo_defaults"]}
@@ -271,13 +274,20 @@ ALGO_DEFAULTS = {algo: {name: f.metadata["algo_defaults"][algo] for name, f in F
 DESCRIPTIONS = {name: f.metadata["help"] for name, f in FIELDS.items()}
 
 
-def declare_algorithm(name: str) -> None:
+def declare_algorithm(name: str, reads: tuple[str, ...] = ()) -> None:
     """Make ``name`` a known algorithm here: ``--algo name``, its YAML sections. It reads the
-    shared hyperparameters (settings declared ``only`` for another algorithm are not its)."""
+    shared hyperparameters and, of the keys declared ``only`` for other algorithms, those in
+    ``reads`` (a key may be shared by several algorithms)."""
+    unknown = [key for key in reads if key not in READERS]
+    if unknown:
+        raise ValueError(f"{name} reads {', '.join(unknown)}, which every algorithm reads or "
+                         "no setting declares")
     if name not in ALGOS:
         ALGOS.append(name)
-        ALGO_ONLY_KEYS[name] = ()
         ALGO_DEFAULTS[name] = {}
+    for key in reads:
+        READERS[key].add(name)
+    ALGO_ONLY_KEYS[name] = tuple(k for k, readers in READERS.items() if name in readers)
 
 
 def default(key: str, algo: str | None = None):
@@ -291,8 +301,7 @@ def default(key: str, algo: str | None = None):
 
 def algo_keys(algo: str) -> tuple[str, ...]:
     """The settings ``algo`` reads: run keys, shared hyperparameters and its own."""
-    others = {k for a, keys in ALGO_ONLY_KEYS.items() if a != algo for k in keys}
-    return tuple(k for k in RUN_KEYS + HYPERPARAMETER_KEYS if k not in others)
+    return tuple(k for k in RUN_KEYS + HYPERPARAMETER_KEYS if k not in READERS or algo in READERS[k])
 
 
 def check_keys_for_algo(algo: str, keys) -> None:
@@ -300,7 +309,7 @@ def check_keys_for_algo(algo: str, keys) -> None:
     allowed = algo_keys(algo)
     for key in keys:
         if key not in allowed:
-            owner = next(a for a, own in ALGO_ONLY_KEYS.items() if key in own)
+            owner = " / ".join(a for a in ALGOS if a in READERS[key])
             raise ConfigError(f"--{key} is a setting of --algo {owner}; --algo {algo} does not use it")
 
 

@@ -1,6 +1,8 @@
 """Adding an algorithm touches only its own files: ``tests/toy_algorithm.py`` defines and
 registers REINFORCE with a baseline, and the project's own command line trains it with two
-worker processes, checkpoints it, resumes it and plays it, through ``main.main``."""
+worker processes, checkpoints it, resumes it and plays it, through ``main.main``. The toy is
+imported only in those subprocesses: registering it here would add it to this test process's
+registry and config for the tests that follow."""
 import glob
 import os
 import subprocess
@@ -25,7 +27,7 @@ def toy_main(args, cwd, timeout=600):
 
 def test_a_toy_algorithm_trains_resumes_and_plays_through_main(tmp_path):
     (tmp_path / "toy.yml").write_text("reinforce:\n  lr: 0.003\n  entropy_coef: 0.01\n"
-                                      "  mlp_hidden: 32\n")
+                                      "  mlp_hidden: 32\n  t_max: 16\n")   # t_max: shared with a3c
     common = ["--config", str(tmp_path / "toy.yml"), "--models_dir", "M", "--logs_dir", "L"]
     trained = toy_main(["--do_train", "--algo", "reinforce", "--env_name", "CartPole-v1",
                         "--n_workers", "2", "--total_steps", "3000", "--seed", "1", *common], tmp_path)
@@ -37,23 +39,31 @@ def test_a_toy_algorithm_trains_resumes_and_plays_through_main(tmp_path):
     counters = first["counters"]
     assert counters["global_steps"] >= 3000 and all(n > 0 for n in counters["worker_updates"])
     assert counters["optimizer_steps"] == sum(counters["worker_updates"])
-    torch.manual_seed(1)
-    import toy_algorithm
-    initial = toy_algorithm.ToyNet((4,), 2, 32).state_dict()
-    assert all(not torch.equal(initial[k], first["model"][k]) for k in initial)
+    assert sum(counters["worker_steps"]) == 16 * sum(counters["worker_iterations"])   # t_max 16
 
     resumed = toy_main(["--do_train", "--resume", run, "--total_steps", "5000", *common], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming {run} from step {counters['global_steps']:,}" in resumed.stdout
     assert "starts afresh" not in resumed.stderr
-    after = load_checkpoint(os.path.join(run, "checkpoint.pth"))["counters"]
+    later = load_checkpoint(os.path.join(run, "checkpoint.pth"))
+    after = later["counters"]
     assert after["global_steps"] >= 5000 and after["optimizer_steps"] > counters["optimizer_steps"]
+    assert all(not torch.equal(first["model"][k], later["model"][k]) for k in first["model"])
 
     played = toy_main(["--env_name", "CartPole-v1", "--weights", run, "--episodes", "2",
                        "--no_video", "--models_dir", "M"], tmp_path)
     assert played.returncode == 0, played.stderr[-3000:]
     assert played.stdout.count("Game ") == 2 and "Mean score over 2 games" in played.stdout
     assert "reinforce on CartPole-v1" in played.stdout
+
+
+def test_the_toy_reads_a3cs_t_max_and_no_other_a3c_setting(tmp_path):
+    refused = toy_main(["--do_train", "--algo", "reinforce", "--env_name", "CartPole-v1",
+                        "--hidden_size", "8"], tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == ("error: --hidden_size is a setting of --algo a3c; --algo "
+                                      "reinforce does not use it")
+    assert not (tmp_path / "Models").exists()
 
 
 def test_the_toy_touches_only_the_public_seam():

@@ -1,8 +1,9 @@
 """A toy algorithm defined outside the project, to show what adding one takes: REINFORCE with
 a learned baseline (Williams 1992) on vector observations and discrete actions.
 
-Each worker takes ``ROLLOUT`` steps, computes the discounted returns R_t (cut at episode ends,
-bootstrapped with the baseline V at the rollout's end) and updates the shared network with
+Each worker takes ``t_max`` steps (a setting it shares with feed-forward A3C), computes the
+discounted returns R_t (cut at episode ends, bootstrapped with the baseline V at the rollout's
+end) and updates the shared network with
 
     loss = -mean_t log pi(a_t|x_t) (R_t - V(x_t))  +  critic_coef * mean_t (R_t - V(x_t))^2
            - entropy_coef * mean_t H(pi(.|x_t)).
@@ -20,9 +21,6 @@ from torch import nn
 from Agent.interface import update_global
 from Agent.registry import Algorithm, register
 from Agent.shared_math import entropy, retrace_targets
-
-ROLLOUT = 32
-
 
 class ToyNet(nn.Module):
     """An MLP with a policy head and a baseline head."""
@@ -57,10 +55,9 @@ def toy_network(obs_shape, n_actions: int, config: dict, action_bounds=None) -> 
 class ToyAgent:
     """One worker's REINFORCE: acts with the local copy, learns once per rollout."""
 
-    rollout_length = ROLLOUT
-
     def __init__(self, cfg, params, counters, worker_id: int, env):
         self.cfg, self.params, self.counters, self.worker_id = cfg, params, counters, worker_id
+        self.rollout_length = toy_rollout_length(cfg)
         self.local_net = toy_network(params.obs_shape, params.n_actions, cfg.to_dict())
         self.local_params = list(self.local_net.parameters())
         self.states, self.actions, self.rewards, self.dones = [], [], [], []
@@ -120,7 +117,7 @@ def make_toy_agent(cfg, params, counters, worker_id, env, rng) -> ToyAgent:
 
 
 def toy_rollout_length(cfg) -> int:
-    return ROLLOUT
+    return cfg.t_max
 
 
 def toy_title(cfg) -> str:
@@ -129,4 +126,4 @@ def toy_title(cfg) -> str:
 
 REINFORCE = register(Algorithm(name="reinforce", build_network=toy_network,
                                make_agent=make_toy_agent, rollout_length=toy_rollout_length,
-                               title=toy_title))
+                               title=toy_title, reads=("t_max",)))

@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import difflib
 import os
+import sys
 from dataclasses import MISSING, dataclass, fields
 from typing import NoReturn
 
@@ -151,7 +152,6 @@ class Parser(argparse.ArgumentParser):
             close = difflib.get_close_matches(flag, list(self._option_string_actions), n=1, cutoff=0.7)
             hint = f" (did you mean {close[0]}?)" if close else " (python main.py --help lists them)"
             message = f"unknown flag {flag}{hint}"
-        import sys
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
 

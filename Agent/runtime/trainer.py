@@ -117,9 +117,6 @@ class Trainer:
     last_saved_step = property(lambda self: self.checkpoints.last_saved_step)
     best_reward = property(lambda self: self.checkpoints.best_reward)
 
-    def counter_totals(self) -> dict:
-        return self.state.counter_totals()
-
     def checkpoint_state(self) -> dict:
         """Everything needed to continue or play this run, as plain tensors and numbers."""
         snapshot: Snapshot = self.backend.snapshot()
@@ -342,4 +339,4 @@ class Trainer:
         if self.checkpoints.save_failed:
             raise WorkerFailed(f"the final checkpoint could not be written; the last one saved "
                                f"(step {self.last_saved_step}) is kept")
-        return self.counter_totals()
+        return self.state.counter_totals()

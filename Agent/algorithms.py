@@ -36,8 +36,8 @@ def check_config(cfg: Config) -> Algorithm:
         why = f": {algorithm.bf16_note}" if algorithm.bf16_note else ""
         able = " / ".join(a.name for a in others if a.bf16)
         raise ConfigError(f"--precision bf16 is for --algo {able} only{why}; use --precision fp32")
-    if cfg.backend == "ray" and cfg.ray_mode == "actor_learner" and not algorithm.actor_learner:
-        able = " / ".join(a.name for a in others if a.actor_learner)
+    if cfg.backend == "ray" and cfg.ray_mode == "actor_learner" and algorithm.actor_learner is None:
+        able = " / ".join(a.name for a in others if a.actor_learner is not None)
         raise ConfigError(f"--ray_mode actor_learner runs --algo {able} only; --algo "
                           f"{cfg.algo} runs with --ray_mode hogwild")
     algorithm.validate(cfg)

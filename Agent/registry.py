@@ -27,12 +27,30 @@ def no_memory(cfg: Config, obs_shape: tuple, n_actions: int, itemsize: int,
 
 
 @dataclass(frozen=True)
+class ActorLearnerParts:
+    """What ``--ray_mode actor_learner`` needs of an algorithm (ACER's: Agent/acer/learner.py).
+
+    ``acting_config(cfg)``: an actor's config (its agent acts and never learns).
+    ``actor_start(agent, resumed)``: what an actor's first rollout carries of the state it
+    starts from (None if nothing). ``rollout_message(agent, n)``: the ``n`` steps the actor's
+    agent just took, as plain arrays for the learner. ``make_learner(cfg, params, counters,
+    env, rng)``: the learner's :class:`Agent.interface.ReplayLearner`. ``box_actions``: whether
+    it runs Box action spaces too."""
+
+    acting_config: Callable
+    actor_start: Callable
+    rollout_message: Callable
+    make_learner: Callable
+    box_actions: bool = False
+
+
+@dataclass(frozen=True)
 class Algorithm:
     """One algorithm, as the rest of the project sees it. Its functions are module-level ones
     (no lambdas): the record travels to spawned workers and Ray actors by pickle.
 
-    ``build_network(obs_shape, n_actions, config, action_bounds)``: its network (``config``:
-    the run's settings as a dict; ``action_bounds``: (low, high) for Box actions, else None).
+    ``build_network(spec)``: its network, from a :class:`Utils.network_spec.NetworkSpec` (the
+    environment's shapes and the run's network settings).
     ``make_agent(cfg, params, counters, worker_id, env, rng)``: a worker's
     :class:`Agent.interface.Agent`. ``rollout_length(cfg)``: agent steps a worker takes between
     two of its updates. ``memory(cfg, obs_shape, n_actions, itemsize, action_bounds)``: bytes
@@ -40,8 +58,9 @@ class Algorithm:
     :func:`Utils.config.check_memory`, before a run).
     ``validate(cfg)``: raise :class:`Utils.config.ConfigError` for a config that cannot work.
     ``fresh_worker``: what a worker that resumes without its own state starts with, in words.
-    ``title(cfg)``: the algorithm as the console names it. ``bf16``, ``actor_learner``: the
-    precision and the Ray mode it supports beyond fp32 and hogwild. ``reads``: settings of other
+    ``title(cfg)``: the algorithm as the console names it. ``bf16``: whether it has a bfloat16
+    learner (``bf16_note``: why not). ``actor_learner``: its :class:`ActorLearnerParts`, when
+    ``--ray_mode actor_learner`` can run it. ``reads``: settings of other
     algorithms it reads too (a key may be shared; its own are fields of
     :class:`Utils.config.Hyperparameters` declared ``only`` for it)."""
 
@@ -57,7 +76,7 @@ class Algorithm:
     title: Callable[[Config], str] | None = None
     bf16: bool = False            # --precision bf16 has a bfloat16 learner for it
     bf16_note: str = ""           # ... and why not, when it has none
-    actor_learner: bool = False   # --ray_mode actor_learner can run it (a replay-based learner)
+    actor_learner: ActorLearnerParts | None = None   # --ray_mode actor_learner can run it
     reads: tuple[str, ...] = ()   # settings declared for other algorithms that it reads too
 
     def banner(self, cfg: Config) -> str:

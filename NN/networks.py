@@ -15,6 +15,8 @@ import math
 import torch
 from torch import nn
 
+from Utils.network_spec import NetworkSpec
+
 
 def _init_weights(trunk: nn.Module, heads: list[nn.Linear]) -> None:
     """Kaiming-normal for conv and fc layers, Xavier-uniform for heads, zero biases."""
@@ -359,38 +361,26 @@ class SDNet(nn.Module):
         return self.policy(obs), None
 
 
-def _split_bounds(n_actions: int, action_bounds) -> tuple[list, list]:
-    low, high = action_bounds
-    if len(low) != n_actions or len(high) != n_actions:
-        raise ValueError(f"action bounds of length {len(low)} for {n_actions} action dimensions")
-    return low, high
+def acer_network(spec: NetworkSpec) -> nn.Module:
+    """ACER's network: :class:`ACERNet` for discrete actions, :class:`SDNet` (Gaussian policy
+    with ``policy_std``) for a Box."""
+    if spec.action_bounds is None:
+        return ACERNet(spec.obs_shape, spec.n_actions, spec.mlp_hidden)
+    low, high = map(list, spec.action_bounds)
+    return SDNet(spec.obs_shape, low, high, spec.mlp_hidden, spec.policy_std)
 
 
-def acer_network(obs_shape: tuple[int, ...], n_actions: int, config: dict,
-                 action_bounds: tuple | None = None) -> nn.Module:
-    """ACER's network, sized by the run's ``config`` (a dict of its settings): :class:`ACERNet`
-    for discrete actions, :class:`SDNet` for a Box (``action_bounds`` = (low, high) lists,
-    ``n_actions`` its dimension)."""
-    mlp_hidden = int(config.get("mlp_hidden", 128))
-    if action_bounds is None:
-        return ACERNet(obs_shape, n_actions, mlp_hidden)
-    low, high = _split_bounds(n_actions, action_bounds)
-    return SDNet(obs_shape, low, high, mlp_hidden, float(config.get("policy_std", 0.3)))
-
-
-def a3c_network(obs_shape: tuple[int, ...], n_actions: int, config: dict,
-                action_bounds: tuple | None = None) -> nn.Module:
+def a3c_network(spec: NetworkSpec) -> nn.Module:
     """A3C's network: :class:`A3CNet` (LSTM with ``recurrent``, else the paper's feed-forward
     net) for discrete actions, :class:`GaussianA3CNet` for a Box (feed-forward only)."""
-    mlp_hidden = int(config.get("mlp_hidden", 128))
-    if action_bounds is None:
-        return A3CNet(obs_shape, n_actions, bool(config.get("recurrent", True)),
-                      int(config.get("hidden_size", 256)), mlp_hidden)
-    low, high = _split_bounds(n_actions, action_bounds)
-    if bool(config.get("recurrent", False)):
+    if spec.action_bounds is None:
+        return A3CNet(spec.obs_shape, spec.n_actions, spec.recurrent, spec.hidden_size,
+                      spec.mlp_hidden)
+    if spec.recurrent:
         raise ValueError("continuous A3C has no recurrent network; set recurrent: false "
                          "(--no_recurrent)")
-    return GaussianA3CNet(obs_shape, low, high, mlp_hidden)
+    low, high = map(list, spec.action_bounds)
+    return GaussianA3CNet(spec.obs_shape, low, high, spec.mlp_hidden)
 
 
 def network_kind(obs_shape: tuple[int, ...]) -> str:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from Utils.atari_wrappers import StickyActions, box_bounds, is_atari, make_env
 from Utils.checkpoint import CheckpointError
 from Utils.evaluation import FRAMES_PER_GAME
+from Utils.network_spec import NetworkSpec
 
 
 def check_env_name(state: dict, env_name: str) -> None:
@@ -35,8 +36,8 @@ def build_policy(state: dict, env_name: str, build_network) -> torch.nn.Module:
     algorithm's (:class:`Agent.registry.Algorithm`'s ``build_network``)."""
     check_env_name(state, env_name)
     try:
-        net = build_network(tuple(state["obs_shape"]), int(state["n_actions"]), state["config"],
-                            action_bounds(state))
+        net = build_network(NetworkSpec.of(state["obs_shape"], int(state["n_actions"]),
+                                           state["config"], action_bounds(state)))
     except ValueError as err:
         raise CheckpointError(f"cannot build the checkpoint's network: {err}") from None
     if net.kind != state.get("network_kind"):

@@ -26,11 +26,13 @@ import torch
 from Agent.backends.actor_learner import Learner, RolloutActor, pull_due
 from Agent.backends.ray_hogwild import flatten
 from Agent.acer.agent import ACERAgent
+from Agent.acer.algorithm import ACER
 from Agent.interface import ITERATIONS, N_COUNTERS, STEPS, UPDATES
 from Agent.runtime.messages import Iteration
 from Agent.runtime.parameters import SharedParameters
 from Agent.acer.replay import ReplayMemory
 from NN.networks import acer_network
+from Utils.network_spec import NetworkSpec
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
 from Utils.checkpoint import load_checkpoint
@@ -42,8 +44,8 @@ from conftest import ROOT, only_run
 
 def shared_state(cfg, obs_shape, n_actions, seed=0):
     torch.manual_seed(seed)
-    net = acer_network(obs_shape, n_actions, cfg.to_dict())
-    average = acer_network(obs_shape, n_actions, cfg.to_dict())
+    net = acer_network(NetworkSpec.of(obs_shape, n_actions, cfg.to_dict()))
+    average = acer_network(NetworkSpec.of(obs_shape, n_actions, cfg.to_dict()))
     average.load_state_dict(net.state_dict())
     adam = SharedAdam(net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     counters = torch.zeros(cfg.n_workers, N_COUNTERS, dtype=torch.int64)
@@ -60,11 +62,11 @@ def test_the_learners_update_on_a_rollout_is_acer_agents_update_on_that_trajecto
     ref_net, ref_average = copy.deepcopy(net), copy.deepcopy(average)
     ref_adam = SharedAdam(ref_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     ref_counters = counters.clone()
-    learner = Learner(cfg, obs_shape, n_actions, net, average, adam, counters)
+    learner = Learner(cfg, ACER, NetworkSpec.of(obs_shape, n_actions, cfg), net, average, adam, counters)
     reference = ACERAgent(cfg, SharedParameters(ref_net, ref_average, ref_adam, cfg.polyak),
                           ref_counters, 1, env, np.random.default_rng(0))
     env.close()
-    actor = RolloutActor(1, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
+    actor = RolloutActor(ACER, 1, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
                          flatten(net.parameters()), 0)
     for n in range(3):
         message = actor.rollout(None, None, counters.numpy().copy())
@@ -72,10 +74,10 @@ def test_the_learners_update_on_a_rollout_is_acer_agents_update_on_that_trajecto
         first = learner.ingest(message)[0]
         assert isinstance(first, Iteration) and first.worker_id == 1
         reference.update(trajectory)
-        stored = learner.replays[1].trajectory(n)
+        stored = learner.replay_learner.replays[1].trajectory(n)
         for key, value in trajectory.items():
             assert np.array_equal(stored[key], value), key
-    assert message["frames"].shape == (k, *learner.replays[1].frame_shape)  # one frame per step
+    assert message["rollout"]["frames"].shape == (k, *learner.replay_learner.replays[1].frame_shape)  # one frame per step
     for a, b in zip(list(net.parameters()) + list(average.parameters()),
                     list(ref_net.parameters()) + list(ref_average.parameters())):
         assert torch.equal(a, b)
@@ -92,9 +94,9 @@ def test_the_learner_makes_poisson_replayed_updates_from_that_actors_replay():
     obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
     env.close()
     net, average, adam, counters = shared_state(cfg, obs_shape, n_actions)
-    learner = Learner(cfg, obs_shape, n_actions, net, average, adam, counters)
+    learner = Learner(cfg, ACER, NetworkSpec.of(obs_shape, n_actions, cfg), net, average, adam, counters)
     expected = copy.deepcopy(learner.rng)
-    actor = RolloutActor(0, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
+    actor = RolloutActor(ACER, 0, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
                          flatten(net.parameters()), 0)
     for _ in range(5):
         learner.ingest(actor.rollout(None, None, counters.numpy().copy()))
@@ -122,7 +124,7 @@ def test_a_batched_loss_is_the_mean_of_the_trajectories_losses(env_name):
     agent = ACERAgent(cfg, SharedParameters(net, average, adam, cfg.polyak), counters, 0, env,
                       np.random.default_rng(0))
     env.close()
-    actor = RolloutActor(0, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
+    actor = RolloutActor(ACER, 0, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
                          flatten(net.parameters()), 0)
     trajectories = []
     for _ in range(3):
@@ -184,9 +186,9 @@ def test_the_learner_with_batch_2_makes_one_update_per_two_rollouts():
     reference = ACERAgent(cfg, SharedParameters(ref_net, ref_average, ref_adam, cfg.polyak),
                           counters.clone(), 0, env, np.random.default_rng(0))
     env.close()
-    learner = Learner(cfg, obs_shape, n_actions, net, average, adam, counters)
+    learner = Learner(cfg, ACER, NetworkSpec.of(obs_shape, n_actions, cfg), net, average, adam, counters)
     rng = copy.deepcopy(learner.rng)
-    actors = [RolloutActor(i, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
+    actors = [RolloutActor(ACER, i, cfg, obs_shape, n_actions, counters.numpy().copy(), None,
                            flatten(net.parameters()), 0) for i in range(2)]
     for actor in actors + actors[:1]:       # rollouts from actor 0, 1, 0: one batch and a half
         message = actor.rollout(None, None, counters.numpy().copy())
@@ -196,7 +198,7 @@ def test_the_learner_with_batch_2_makes_one_update_per_two_rollouts():
                                     actors[1].agent.replay.trajectory(0)])
             replayed = rng.poisson(cfg.replay_ratio)
             for _ in range(replayed):
-                reference.update_batch([learner.replays[0].sample(rng), learner.replays[1].sample(rng)])
+                reference.update_batch([learner.replay_learner.replays[0].sample(rng), learner.replay_learner.replays[1].sample(rng)])
             assert "value_loss" in stats
         else:
             assert stats == {}                # waiting for the batch to fill

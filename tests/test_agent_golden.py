@@ -59,6 +59,7 @@ from Agent.algorithms import get
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import box_bounds, make_env
 from Utils.config import Config
+from Utils.network_spec import NetworkSpec
 
 # Tolerances: the agent runs in float32, the reference in float64.
 GRAD_TOL = 1e-6     # gradient handed to Adam: |error| <= GRAD_TOL * its largest |entry|
@@ -106,12 +107,12 @@ def build_agent(cfg: Config, seed: int):
     obs_shape = tuple(env.observation_space.shape)
     n_actions = len(bounds[0]) if bounds is not None else int(env.action_space.n)
     algorithm = get(cfg.algo)
-    global_net = algorithm.build_network(obs_shape, n_actions, cfg.to_dict(), bounds)
+    global_net = algorithm.build_network(NetworkSpec.of(obs_shape, n_actions, cfg.to_dict(), bounds))
     fill_weights(global_net, seed)
     global_net.share_memory()
     average_net = None
     if algorithm.needs_average:
-        average_net = algorithm.build_network(obs_shape, n_actions, cfg.to_dict(), bounds)
+        average_net = algorithm.build_network(NetworkSpec.of(obs_shape, n_actions, cfg.to_dict(), bounds))
         average_net.load_state_dict(global_net.state_dict())
         rng = np.random.default_rng(seed + 1)
         with torch.no_grad():   # an average policy a little away from the current one

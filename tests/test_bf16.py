@@ -12,6 +12,7 @@ from Agent.runtime.parameters import SharedParameters
 from Agent.interface import N_COUNTERS
 from Agent.runtime.worker import Reporter, rollout
 from NN.networks import acer_network
+from Utils.network_spec import NetworkSpec
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
 from Utils.checkpoint import load_checkpoint
@@ -37,8 +38,8 @@ def pong_agent(precision: str, weights: dict, seed: int = 0):
     cfg = Config(n_workers=1, precision=precision, total_memory_size=2000)
     env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
     obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
-    global_net = acer_network(obs_shape, n_actions, cfg.to_dict())
-    average_net = acer_network(obs_shape, n_actions, cfg.to_dict())
+    global_net = acer_network(NetworkSpec.of(obs_shape, n_actions, cfg.to_dict()))
+    average_net = acer_network(NetworkSpec.of(obs_shape, n_actions, cfg.to_dict()))
     global_net.load_state_dict(weights["model"])
     average_net.load_state_dict(weights.get("average_model", weights["model"]))
     params = SharedParameters(global_net, average_net, SharedAdam(global_net.parameters()), cfg.polyak)

@@ -8,6 +8,7 @@ import torch
 from Agent.a3c.math import gaussian_a3c_loss
 from Agent.acer.math import continuous_acer_loss, diag_gaussian_entropy, diag_gaussian_log_prob
 from NN.networks import GaussianA3CNet, SDNet, a3c_network, acer_network
+from Utils.network_spec import NetworkSpec
 
 GAMMA, C, CRITIC = 0.99, 5.0, 0.5
 
@@ -205,24 +206,24 @@ def test_gaussian_a3c_loss_values_and_gradients_match_the_reference():
 def test_continuous_networks_keep_the_mean_in_the_box_and_the_std_positive():
     low, high = [-2.0, 0.0], [2.0, 1.0]
     obs = torch.randn(64, 3) * 100  # far outside any training range
-    for net in (acer_network((3,), 2, {}, (low, high)),
-                a3c_network((3,), 2, {"recurrent": False}, (low, high))):
+    for net in (acer_network(NetworkSpec.of((3,), 2, {}, (low, high))),
+                a3c_network(NetworkSpec.of((3,), 2, {"recurrent": False}, (low, high)))):
         mean, std = net.step(obs)[0]
         assert (mean >= torch.tensor(low)).all() and (mean <= torch.tensor(high)).all()
         assert (std > 0).all()
         assert (std <= torch.tensor([2.0, 0.5]) + 1e-6).all()  # at most the half-width
-    a3c = a3c_network((3,), 2, {"recurrent": False}, (low, high))
+    a3c = a3c_network(NetworkSpec.of((3,), 2, {"recurrent": False}, (low, high)))
     torch.testing.assert_close(a3c.step(torch.zeros(1, 3))[0][1].mean() / torch.tensor(1.25),
                                torch.tensor(0.5), atol=0.05, rtol=0)  # starts near half of it
     with torch.no_grad():  # a head driven far up (what the entropy bonus does) saturates
         a3c.std_logit.fill_(1e3)
     torch.testing.assert_close(a3c.step(obs)[0][1], torch.tensor([2.0, 0.5]).expand(64, 2))
-    sdn = acer_network((3,), 2, {"policy_std": 0.3}, (low, high))
+    sdn = acer_network(NetworkSpec.of((3,), 2, {"policy_std": 0.3}, (low, high)))
     assert isinstance(sdn, SDNet)
     torch.testing.assert_close(sdn.policy(obs)[1][0], torch.tensor([0.6, 0.15]))  # 0.3 half-widths
     values, advantages = sdn.critic(obs[:5], torch.zeros(5, 7, 2))
     assert values.shape == (5,) and advantages.shape == (5, 7)
     with pytest.raises(ValueError, match="recurrent"):
-        a3c_network((3,), 2, {"recurrent": True}, (low, high))
+        a3c_network(NetworkSpec.of((3,), 2, {"recurrent": True}, (low, high)))
     with pytest.raises(ValueError, match="bounded"):
         GaussianA3CNet((3,), [-math.inf], [math.inf])

@@ -132,10 +132,11 @@ def test_algorithms_import_neither_each_other_nor_the_runtime():
             assert other in (None, own), f"{module} imports {dep}, another algorithm's"
 
 
-def test_the_runtime_knows_no_algorithm_by_name():
-    """The runtime gets its algorithm as a registry record; it imports no algorithm package."""
+def test_the_runtime_and_the_backends_know_no_algorithm_by_name():
+    """The runtime and the backends (the actor-learner mode's learner included) get their
+    algorithm as a registry record; they import no algorithm package."""
     for module, deps in import_graph().items():
-        if module.startswith("Agent.runtime"):
+        if module.startswith(("Agent.runtime", "Agent.backends")):
             assert not [d for d in deps if package_of(d, ALGORITHM_PACKAGES)], (module, deps)
 
 

@@ -48,6 +48,7 @@ from Agent.interface import N_COUNTERS
 from Agent.runtime.parameters import SharedParameters
 from Agent.runtime.worker import Reporter, rollout
 from NN.networks import acer_network
+from Utils.network_spec import NetworkSpec
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
 from Utils.config import Config
@@ -74,7 +75,7 @@ def initial_state(cfg: Config, obs_shape, n_actions: int) -> dict:
     """Fresh weights (seeded) and an average network a little away from them, so that the
     trust region has something to measure."""
     torch.manual_seed(cfg.seed)
-    net = acer_network(obs_shape, n_actions, cfg.to_dict())
+    net = acer_network(NetworkSpec.of(obs_shape, n_actions, cfg.to_dict()))
     average = copy.deepcopy(net)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     with torch.no_grad():
@@ -88,7 +89,7 @@ def shared_networks(cfg: Config, obs_shape, n_actions: int, state: dict):
     builds them."""
     nets = []
     for key in ("model", "average"):
-        net = acer_network(obs_shape, n_actions, cfg.to_dict())
+        net = acer_network(NetworkSpec.of(obs_shape, n_actions, cfg.to_dict()))
         net.load_state_dict(state[key])
         nets.append(net.share_memory())
     return nets[0], nets[1], SharedAdam(nets[0].parameters(), lr=cfg.lr, eps=cfg.adam_eps)
@@ -139,9 +140,9 @@ class ReferenceUpdate:
 
     def __init__(self, cfg: Config, obs_shape, n_actions: int, state: dict):
         self.cfg = cfg
-        self.net = acer_network(obs_shape, n_actions, cfg.to_dict())
+        self.net = acer_network(NetworkSpec.of(obs_shape, n_actions, cfg.to_dict()))
         self.net.load_state_dict(state["model"])
-        self.average = acer_network(obs_shape, n_actions, cfg.to_dict())
+        self.average = acer_network(NetworkSpec.of(obs_shape, n_actions, cfg.to_dict()))
         self.average.load_state_dict(state["average"])
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.9, 0.999),
                                           eps=cfg.adam_eps, foreach=False, fused=False)
@@ -265,16 +266,18 @@ def test_actor_learner_learner_equals_the_plain_reference(game_data):
     """``--ray_mode actor_learner``: the learner's own ``learn`` on one rollout (its on-policy
     update), then its Poisson-drawn replayed updates from the actor's replay, against the
     reference on the same trajectories in the same order."""
+    from Agent.acer.algorithm import ACER
     from Agent.backends.actor_learner import Learner
     game, trajectories, replay_state, state, obs_shape, n_actions = game_data
     cfg = config(game)
     global_net, average_net, adam = shared_networks(cfg, obs_shape, n_actions, state)
     counters = torch.zeros(1, N_COUNTERS, dtype=torch.int64)
-    learner = Learner(cfg, obs_shape, n_actions, global_net, average_net, adam, counters)
-    learner.load_replay(0, replay_state)
+    learner = Learner(cfg, ACER, NetworkSpec.of(obs_shape, n_actions, cfg), global_net, average_net,
+                      adam, counters)
+    learner.load_actor_state(0, {"replay": replay_state})
     draws = copy.deepcopy(learner.rng)          # what learn() will draw: n, then n trajectories
     n = draws.poisson(cfg.replay_ratio)
-    replayed = [learner.replays[0].sample(draws) for _ in range(n)]
+    replayed = [learner.replay_learner.replays[0].sample(draws) for _ in range(n)]
     learner.learn([(0, trajectories[0])])
     assert n > 0 and int(adam.step_count) == 1 + n
     real = {"model": global_net.state_dict(), "average": average_net.state_dict()}
@@ -298,12 +301,12 @@ def test_ray_hogwild_server_equals_the_plain_reference(game_data):
              runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
     try:
         server_class, _ = _actor_classes()
-        server = server_class.remote(ACER, obs_shape, n_actions, cfg.to_dict(), None,
+        server = server_class.remote(ACER, NetworkSpec.of(obs_shape, n_actions, cfg), cfg.to_dict(),
                                      numpy_state(global_net.state_dict()),
                                      numpy_state(average_net.state_dict()),
                                      numpy_adam(adam.state_dict()), counters)
         table = torch.from_numpy(counters.copy())
-        local_average = acer_network(obs_shape, n_actions, cfg.to_dict())
+        local_average = acer_network(NetworkSpec.of(obs_shape, n_actions, cfg.to_dict()))
         params = RayParameters(server, 0, table, obs_shape, n_actions, local_average)
         env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
         try:

@@ -67,9 +67,10 @@ def test_the_toy_reads_a3cs_t_max_and_no_other_a3c_setting(tmp_path):
 
 
 def test_the_toy_touches_only_the_public_seam():
-    """Its imports from the project: the registry, the agent interface and the shared math."""
+    """Its imports from the project: the registry, the agent interface, the shared math and the
+    network spec its network is built from."""
     import ast
     tree = ast.parse(open(os.path.join(HERE, "toy_algorithm.py")).read())
     project = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                and node.module and node.module.split(".")[0] in ("Agent", "NN", "Utils")}
-    assert project == {"Agent.registry", "Agent.interface", "Agent.shared_math"}
+    assert project == {"Agent.registry", "Agent.interface", "Agent.shared_math", "Utils.network_spec"}

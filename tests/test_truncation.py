@@ -16,6 +16,7 @@ from Agent.runtime.parameters import SharedParameters
 from Agent.acer.replay import ReplayMemory
 from Agent.runtime.worker import Reporter, rollout
 from NN.networks import acer_network
+from Utils.network_spec import NetworkSpec
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import box_bounds
 from Utils.config import Config
@@ -50,7 +51,7 @@ def agent_on(env_id: str, seed: int = 0):
     bounds = box_bounds(env)
     shape = env.observation_space.shape
     n = env.action_space.shape[0] if bounds is not None else int(env.action_space.n)
-    nets = [acer_network(shape, n, cfg.to_dict(), bounds) for _ in range(2)]
+    nets = [acer_network(NetworkSpec.of(shape, n, cfg.to_dict(), bounds)) for _ in range(2)]
     nets[1].load_state_dict(nets[0].state_dict())
     params = SharedParameters(nets[0], nets[1], SharedAdam(nets[0].parameters()), cfg.polyak)
     counters = torch.zeros(1, N_COUNTERS, dtype=torch.int64)

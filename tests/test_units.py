@@ -14,6 +14,7 @@ from Agent.interface import N_COUNTERS, SKIPPED, UPDATES, apply_gradients
 
 from Agent.runtime.parameters import SharedParameters
 from NN.networks import acer_network
+from Utils.network_spec import NetworkSpec
 from NN.shared_adam import SharedAdam
 from Utils.checkpoint import load_checkpoint
 from Agent.algorithms import check_config
@@ -68,9 +69,9 @@ def test_a3c_refuses_bf16_and_empty_rollouts():
 # -- the parameter store --
 def test_shared_parameters_pull_step_and_polyak():
     torch.manual_seed(0)
-    global_net = acer_network((4,), 2, {"mlp_hidden": 8})
-    average_net = acer_network((4,), 2, {"mlp_hidden": 8})
-    local_net = acer_network((4,), 2, {"mlp_hidden": 8})
+    global_net = acer_network(NetworkSpec.of((4,), 2, {"mlp_hidden": 8}))
+    average_net = acer_network(NetworkSpec.of((4,), 2, {"mlp_hidden": 8}))
+    local_net = acer_network(NetworkSpec.of((4,), 2, {"mlp_hidden": 8}))
     store = SharedParameters(global_net, average_net, SharedAdam(global_net.parameters(), lr=0.1), 0.25)
     local = list(local_net.parameters())
     store.pull(local)
@@ -85,7 +86,7 @@ def test_shared_parameters_pull_step_and_polyak():
 
 
 def test_apply_gradients_skips_and_counts_a_non_finite_loss():
-    net = acer_network((4,), 2, {"mlp_hidden": 8})
+    net = acer_network(NetworkSpec.of((4,), 2, {"mlp_hidden": 8}))
     adam = SharedAdam(net.parameters())
     counters = torch.zeros(1, N_COUNTERS, dtype=torch.int64)
     params = list(net.parameters())
@@ -147,10 +148,10 @@ def test_play_scores_are_raw_and_seeded():
 def test_ray_helpers_round_trip():
     pytest.importorskip("ray")
     from Agent.backends.transport import flatten, numpy_adam, numpy_state, torch_adam, torch_state, unflatten_into
-    net = acer_network((4,), 3, {"mlp_hidden": 8})
+    net = acer_network(NetworkSpec.of((4,), 3, {"mlp_hidden": 8}))
     vector = flatten(net.parameters())
     assert vector.dtype == np.float32 and vector.size == sum(p.numel() for p in net.parameters())
-    other = acer_network((4,), 3, {"mlp_hidden": 8})
+    other = acer_network(NetworkSpec.of((4,), 3, {"mlp_hidden": 8}))
     unflatten_into(vector, list(other.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), other.parameters()))
     state = torch_state(numpy_state(net.state_dict()))

@@ -21,6 +21,7 @@ from torch import nn
 from Agent.interface import update_global
 from Agent.registry import Algorithm, register
 from Agent.shared_math import entropy, retrace_targets
+from Utils.network_spec import NetworkSpec
 
 class ToyNet(nn.Module):
     """An MLP with a policy head and a baseline head."""
@@ -46,10 +47,10 @@ class ToyNet(nn.Module):
         return self(obs)[0], None
 
 
-def toy_network(obs_shape, n_actions: int, config: dict, action_bounds=None) -> ToyNet:
-    if action_bounds is not None or len(obs_shape) != 1:
+def toy_network(spec: NetworkSpec) -> ToyNet:
+    if spec.action_bounds is not None or len(spec.obs_shape) != 1:
         raise ValueError("the toy takes vector observations and discrete actions")
-    return ToyNet(obs_shape, n_actions, int(config["mlp_hidden"]))
+    return ToyNet(spec.obs_shape, spec.n_actions, spec.mlp_hidden)
 
 
 class ToyAgent:
@@ -58,7 +59,7 @@ class ToyAgent:
     def __init__(self, cfg, params, counters, worker_id: int, env):
         self.cfg, self.params, self.counters, self.worker_id = cfg, params, counters, worker_id
         self.rollout_length = toy_rollout_length(cfg)
-        self.local_net = toy_network(params.obs_shape, params.n_actions, cfg.to_dict())
+        self.local_net = toy_network(NetworkSpec.of(params.obs_shape, params.n_actions, cfg))
         self.local_params = list(self.local_net.parameters())
         self.states, self.actions, self.rewards, self.dones = [], [], [], []
         self._next_obs = None

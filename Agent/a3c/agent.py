@@ -25,6 +25,7 @@ from Agent.a3c.math import a3c_loss, gaussian_a3c_loss, n_step_returns
 from Agent.interface import update_global
 from NN.networks import a3c_network
 from Utils.atari_wrappers import box_bounds
+from Utils.network_spec import NetworkSpec
 
 
 def rollout_length(cfg) -> int:
@@ -40,8 +41,7 @@ class A3CAgent:
         self.cfg, self.params = cfg, params
         bounds = box_bounds(env)
         self.continuous = bounds is not None  # a Gaussian policy (GaussianA3CNet)
-        self.local_net = a3c_network(params.obs_shape, params.n_actions,
-                                       cfg.to_dict(), bounds)
+        self.local_net = a3c_network(NetworkSpec.of(params.obs_shape, params.n_actions, cfg, bounds))
         self.local_params = list(self.local_net.parameters())
         self.counters, self.worker_id = counters, worker_id
         T = self.rollout_length = rollout_length(cfg)

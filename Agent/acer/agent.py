@@ -21,6 +21,7 @@ from Agent.acer.replay import ReplayMemory, replay_capacity
 from Agent.interface import update_global
 from NN.networks import acer_network
 from Utils.atari_wrappers import box_bounds
+from Utils.network_spec import NetworkSpec
 
 
 def replay_stats(updates: list[dict[str, float]]) -> dict[str, float]:
@@ -39,8 +40,7 @@ class ACERAgent:
                  rng: np.random.Generator):
         self.cfg, self.rng, self.params = cfg, rng, params
         bounds = box_bounds(env)
-        self.local_net = acer_network(params.obs_shape, params.n_actions,
-                                       cfg.to_dict(), bounds)
+        self.local_net = acer_network(NetworkSpec.of(params.obs_shape, params.n_actions, cfg, bounds))
         image = self.local_net.kind == "nature_cnn"
         # --precision bf16: the update's trunk runs in bfloat16; acting stays float32.
         self.bf16 = getattr(cfg, "precision", "fp32") == "bf16"

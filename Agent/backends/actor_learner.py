@@ -1,29 +1,26 @@
 """The actor-learner mode of the Ray backend (``--backend ray --ray_mode actor_learner``):
-actors ship rollouts to one learner, and the learner ships weights back now and then.
+actors ship rollouts to one learner, and the learner ships weights back now and then. It runs
+an algorithm whose registry record has :class:`Agent.registry.ActorLearnerParts` (ACER's are
+in :mod:`Agent.acer.learner`); this module knows no algorithm.
 
 * Each **actor** (:class:`RolloutActor`, a Ray actor with one CPU) runs the worker loop's own
-  pieces (:func:`Agent.runtime.worker.start_worker`, :func:`Agent.runtime.worker.rollout`): an environment and
-  an acting copy of the network (an ``ACERAgent`` that never learns), which records mu for
-  every step. Each k-step rollout goes to the learner as the replay stores it: the newest frame
-  of each state with its episode-start flag (the learner's replay rebuilds the stacks), action,
-  reward, done, mu, the time-limit flags and the rare final frames, plus the actor's counters,
-  its console messages and the policy version it acted with. The actor takes new weights every
-  ``sync_every`` rollouts (sooner when ``max_policy_lag`` is set and exceeded).
+  pieces (:func:`Agent.runtime.worker.start_worker`, :func:`Agent.runtime.worker.rollout`): an
+  environment and the algorithm's agent, acting with the config of ``acting_config`` (it never
+  learns). After each rollout it sends the algorithm's ``rollout_message`` with its counters,
+  its console messages and the policy version it acted with; its first rollout also carries
+  ``actor_start``. The actor takes new weights every ``sync_every`` rollouts (sooner when
+  ``max_policy_lag`` is set and exceeded).
 * The **learner** (:class:`Learner`) runs in the driver, the ``main.py`` process (on ``cpu``,
-  or on ``cuda`` with ``--learner_device cuda``). It holds one replay per actor with the
-  original's per-worker capacity (``total_memory_size // (n_workers * k)``) and, for every
-  rollout that arrives, makes ACER's on-policy update on it and ``Poisson(replay_ratio)``
-  updates on trajectories drawn from that actor's replay: ``ACERAgent.update`` itself (the
-  same loss, gradient clip, Adam and Polyak step as the other backends, one rollout per
-  update). The on-policy update starts from the learner's latest weights, which are ahead of
-  the ones the actor acted with, so rho != 1 there in general: ACER's truncated importance
-  weights correct for that lag as they do for replayed trajectories.
-* :class:`ActorLearnerBackend` is the :class:`Agent.runtime.trainer.Backend` of this mode: the trainer's
-  one supervision loop (logging, checkpoints, stopping) drives it like the others. Learning
-  happens inside :meth:`ActorLearnerBackend.next_messages`, with Ctrl-C held off until the
-  update in progress is complete; the learner's networks and Adam are the run state's own (or,
-  on a GPU, copied into them for each checkpoint), so a checkpoint is the same file whichever
-  backend wrote it.
+  or on ``cuda`` with ``--learner_device cuda``). It holds the run's networks and Adam (or
+  copies of them on the GPU), the counters and the policy version, and feeds each rollout to
+  the algorithm's :class:`Agent.interface.ReplayLearner`, which stores it and learns from
+  batches of ``learner_batch`` rollouts.
+* :class:`ActorLearnerBackend` is the :class:`Agent.runtime.trainer.Backend` of this mode: the
+  trainer's one supervision loop (logging, checkpoints, stopping) drives it like the others.
+  Learning happens inside :meth:`ActorLearnerBackend.next_messages`, with Ctrl-C held off until
+  the update in progress is complete; the learner's networks and Adam are the run state's own
+  (or, on a GPU, copied into them for each checkpoint), so a checkpoint is the same file
+  whichever backend wrote it.
 
 Requests are pipelined: each actor has two rollout requests queued, so it acts while the
 learner learns from its previous rollout, and it waits (backpressure) when the learner is
@@ -31,16 +28,16 @@ behind. Weights travel as one flat float32 vector, put in Ray's object store onc
 version and fetched by the actors that are due for it.
 
 Faults: an actor that dies (its process killed, its node lost) is restarted with a new
-environment, up to ``MAX_RESTARTS`` times each; its replay continues, the cut episode stored as
-a time-limit truncation (:meth:`Agent.acer.replay.ReplayMemory.restart_stream`). An actor
-whose code raises stops the run naming it, as a failing local worker does. A learner that raises
-stops the run without writing over the last checkpoint. A run that receives no rollout for
-``stall_minutes`` (default 15) stops, naming the actors whose rollouts it waited on.
+environment, up to ``MAX_RESTARTS`` times each; its stored rollouts continue (ACER's replay
+stores the cut episode as a time-limit truncation,
+:meth:`Agent.acer.replay.ReplayMemory.restart_stream`). An actor whose code raises stops the run
+naming it, as a failing local worker does. A learner that raises stops the run without writing
+over the last checkpoint. A run that receives no rollout for ``stall_minutes`` (default 15)
+stops, naming the actors whose rollouts it waited on.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import pickle
 import time
 import traceback
@@ -49,9 +46,6 @@ import warnings
 import numpy as np
 import torch
 
-from Agent.acer.agent import ACERAgent
-from Agent.acer.algorithm import ACER
-from Agent.acer.replay import ReplayMemory
 from Agent.backends.local import JOIN_TIMEOUT_S
 from Agent.backends.transport import Outbox, connect, flatten, unflatten_into
 from Agent.interface import EPISODES, ITERATIONS, STEPS
@@ -60,10 +54,11 @@ from Agent.runtime.messages import Iteration, Started, WorkerWarning
 from Agent.runtime.parameters import SharedParameters
 from Agent.runtime.state import RunState, Snapshot, worker_resume_state, worker_state_path
 from Agent.runtime.worker import Reporter, rollout, save_worker_state, start_worker, worker_state
-from NN.networks import acer_network
+from Agent.registry import Algorithm
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
 from Utils.config import Config, ConfigError, plural
+from Utils.network_spec import NetworkSpec
 from Utils.interrupts import signals_held
 
 PIPELINE = 2          # rollout requests queued per actor
@@ -90,12 +85,6 @@ def interrupts_held():
     return signals_held()
 
 
-def acting_config(cfg: Config) -> Config:
-    """An actor's config: its agent keeps only a staging replay of one trajectory (the
-    learner holds the real ones) and saves none of it."""
-    return dataclasses.replace(cfg, total_memory_size=cfg.n_workers * cfg.k, save_replay=False)
-
-
 class ActorParameters:
     """An actor's :class:`Agent.interface.ParameterStore`: the latest weights it was sent,
     copied into the acting network at a rollout's start when they are new. Actors never step."""
@@ -118,43 +107,26 @@ class ActorParameters:
         raise RuntimeError("an actor does not update the weights; the learner does")
 
 
-def rollout_message(replay: ReplayMemory, k: int) -> dict:
-    """The last ``k`` steps of an actor's staging replay, as the learner's replay stores them:
-    the transitions, and the newest frame (with its episode-start flag) of each state they
-    lead to; the final frames of the steps a time limit cut, in step order."""
-    end = replay.n_transitions
-    steps = np.arange(end - k, end)
-    slots, next_slots = steps % replay.size, (steps + 1) % replay.size
-    truncated = replay.truncated[slots].copy()
-    return {"frames": replay.frames[next_slots], "first": replay.first[next_slots],
-            "actions": replay.actions[slots], "rewards": replay.rewards[slots],
-            "dones": replay.dones[slots], "mus": replay.mus[slots], "truncated": truncated,
-            "final_frames": replay.final_frames_of([int(t) for t in steps[truncated]])}
-
-
 class RolloutActor:
-    """One actor (made a Ray actor by :func:`_actor_class`): an environment and an acting
-    network; each :meth:`rollout` call acts ``k`` steps and returns them."""
+    """One actor (made a Ray actor by :func:`_actor_class`): an environment and the
+    algorithm's acting agent; each :meth:`rollout` call acts one rollout and returns it."""
 
-    def __init__(self, worker_id: int, cfg: Config, obs_shape, n_actions: int,
+    def __init__(self, algorithm: Algorithm, worker_id: int, cfg: Config, obs_shape, n_actions: int,
                  counters: np.ndarray, resume_state: dict | None, weights: np.ndarray, version: int):
         torch.set_num_threads(1)
-        self.worker_id, self.k = worker_id, cfg.k
-        self.cfg = acting_config(cfg)
+        self.parts = algorithm.actor_learner
+        self.worker_id, self.cfg = worker_id, self.parts.acting_config(cfg)
+        self.n_steps = algorithm.rollout_length(self.cfg)
         self.table = torch.from_numpy(np.array(counters, dtype=np.int64))
         self.params = ActorParameters(obs_shape, n_actions, weights, version)
         self.outbox = Outbox()
         self.env, self.agent, self.rng, self.obs = start_worker(
-            ACER, worker_id, self.cfg, self.params, self.table, resume_state)
+            algorithm, worker_id, self.cfg, self.params, self.table, resume_state)
         self.reporter = Reporter(worker_id, self.table, self.outbox)
-        # the first rollout also carries the state it starts from: the learner's replay needs
-        # it when it starts afresh, and it replaces the cut state when this actor is a restart
-        replay = self.agent.replay
-        self.start = (replay.frames[(replay.n_frames - 1) % replay.size].copy(),
-                      bool(replay.first[(replay.n_frames - 1) % replay.size]), resume_state is not None)
+        self.start = self.parts.actor_start(self.agent, resume_state is not None)
 
     def rollout(self, weights: np.ndarray | None, version: int | None, table: np.ndarray) -> dict:
-        """Act ``k`` steps (with ``weights``, policy ``version``, when given); the rollout."""
+        """Act one rollout (with ``weights``, policy ``version``, when given); its message."""
         t0 = time.perf_counter()
         if weights is not None:
             self.params.set(weights, version)
@@ -164,54 +136,59 @@ class RolloutActor:
         self.table[i] = mine          # this actor's row is its own
         self.obs = rollout(self.agent, self.env, self.obs, self.cfg.reward_scale, self.reporter)
         self.table[i, ITERATIONS] += 1
-        message = rollout_message(self.agent.replay, self.k)
-        message.update(worker_id=i, version=self.params.version, start=self.start,
-                       counters=self.table[i].numpy().copy(), messages=list(self.outbox),
-                       seconds=time.perf_counter() - t0)
+        message = {"rollout": self.parts.rollout_message(self.agent, self.n_steps),
+                   "steps": self.n_steps, "worker_id": i, "version": self.params.version,
+                   "start": self.start, "counters": self.table[i].numpy().copy(),
+                   "messages": list(self.outbox), "seconds": time.perf_counter() - t0}
         self.start = None
         self.outbox.clear()
         message["bytes"] = serialized_bytes(message)
         return message
 
     def state(self) -> dict:
-        """This actor's own state for ``worker_<i>.pth`` (its replay is the learner's)."""
+        """This actor's own state for ``worker_<i>.pth`` (what it stored is the learner's)."""
         return worker_state(self.worker_id, self.table, self.rng, self.env, self.obs, self.agent)
 
 
-class Learner:
-    """ACER's learner: one replay per actor and one ``ACERAgent`` that makes the updates
-    (its ``worker_id`` set to the actor whose rollout it learns from, so each update is
-    counted in that actor's row). Plain Python: no Ray needed (the unit tests drive it)."""
+def _on_device(device: torch.device, algorithm: Algorithm, spec: NetworkSpec, cfg: Config,
+               global_net, average_net, optimizer) -> tuple:
+    """Copies of the run's networks and Adam on ``device``."""
+    copies = []
+    for net in (global_net, average_net):
+        copy = None
+        if net is not None:
+            copy = algorithm.build_network(spec).to(device)
+            copy.load_state_dict(net.state_dict())
+        copies.append(copy)
+    adam = SharedAdam(copies[0].parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    adam.load_state_dict(optimizer.state_dict())
+    return copies[0], copies[1], adam
 
-    def __init__(self, cfg: Config, obs_shape, n_actions: int, global_net, average_net, optimizer,
-                 counters: torch.Tensor, device: str = "cpu"):
+
+class Learner:
+    """The learner: the run's networks and Adam (copies of them on a GPU), its counters, the
+    policy version, and the algorithm's :class:`Agent.interface.ReplayLearner`, which stores
+    the rollouts and makes the updates. Plain Python: no Ray needed (the unit tests drive it)."""
+
+    def __init__(self, cfg: Config, algorithm: Algorithm, spec: NetworkSpec, global_net,
+                 average_net, optimizer, counters: torch.Tensor, device: str = "cpu"):
         self.cfg, self.counters = cfg, counters
         self.device = torch.device(device)
-        self.shared = (global_net, average_net, optimizer)   # the run state's (CPU) copies
         if self.device.type != "cpu":
-            global_net = acer_network(tuple(obs_shape), n_actions, cfg.to_dict()).to(self.device)
-            global_net.load_state_dict(self.shared[0].state_dict())
-            average_net = acer_network(tuple(obs_shape), n_actions, cfg.to_dict()).to(self.device)
-            average_net.load_state_dict(self.shared[1].state_dict())
-            optimizer = SharedAdam(global_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
-            optimizer.load_state_dict(self.shared[2].state_dict())
+            global_net, average_net, optimizer = _on_device(self.device, algorithm, spec, cfg,
+                                                            global_net, average_net, optimizer)
         self.global_net, self.optimizer = global_net, optimizer
         self.params = SharedParameters(global_net, average_net, optimizer, cfg.polyak)
         seed = np.random.SeedSequence([cfg.seed, 0x1EA4, int(optimizer.step_count)])
         self.rng = np.random.default_rng(seed)
         env = make_env(cfg.env_name, training=True, frame_stack=cfg.frame_stack)
         try:
-            self.agent = ACERAgent(cfg, self.params, counters, 0, env, self.rng)
+            self.replay_learner = algorithm.actor_learner.make_learner(
+                cfg, self.params, counters, env, self.rng)
         finally:
             env.close()
         if self.device.type != "cpu":
-            self.agent.local_net = self.agent.local_net.to(self.device)
-            self.agent.local_params = list(self.agent.local_net.parameters())
-            self.agent.device = self.device
-        r = self.agent.replay
-        self.replays = [r] + [ReplayMemory(r.capacity, r.k, r.frame_shape, r.mus.shape[1], r.stack,
-                                           r.frames.dtype, r.actions.shape[1:], r.actions.dtype)
-                             for _ in range(cfg.n_workers - 1)]
+            self.replay_learner.to_device(self.device)
         self.updates = 0
         self.busy_s = 0.0
         self.waiting: list[tuple[int, dict]] = []  # (actor, trajectory) received, not yet learned
@@ -224,79 +201,49 @@ class Learner:
     def weights(self) -> np.ndarray:
         return flatten(self.params.global_params)
 
-    def load_replay(self, worker_id: int, state: dict) -> None:
-        """Continue actor ``worker_id``'s replay from a saved one (``worker_<i>.pth``)."""
-        self.replays[worker_id].load_state_dict(state, gamma=self.cfg.gamma)
+    def load_actor_state(self, worker_id: int, agent_state: dict) -> None:
+        """Continue what actor ``worker_id`` had stored, from its saved agent state."""
+        self.replay_learner.load_actor_state(worker_id, agent_state)
 
-    def agent_state(self, worker_id: int) -> dict:
-        """What a worker's state file keeps of its agent: the replay, with ``save_replay``."""
-        return {"replay": self.replays[worker_id].state_dict()} if self.cfg.save_replay else {}
-
-    def add(self, message: dict) -> ReplayMemory:
-        """Append a rollout to its actor's replay."""
-        replay = self.replays[message["worker_id"]]
-        if message["start"] is not None:
-            frame, first, continues = message["start"]
-            if replay.n_frames == replay.n_transitions:
-                replay.add_frame(frame, first)           # a replay that starts afresh
-            elif not continues:
-                replay.restart_stream(frame)             # an actor that started afresh
-        finals = iter(message["final_frames"])
-        for j in range(len(message["actions"])):
-            replay.add_transition(message["actions"][j], float(message["rewards"][j]),
-                                  bool(message["dones"][j]), message["mus"][j],
-                                  next(finals) if message["truncated"][j] else None)
-            replay.add_frame(message["frames"][j], first=bool(message["first"][j]))
-        return replay
+    def actor_state(self, worker_id: int) -> dict:
+        """What a worker's state file keeps of its agent (held here, not in the actor)."""
+        return self.replay_learner.actor_state(worker_id)
 
     def learn(self, batch: list[tuple[int, dict]]) -> dict | None:
-        """ACER's updates for a batch of rollouts, each (actor, its trajectory as it arrived,
-        copied out of the replay): the on-policy update on them, from the latest weights, then
-        Poisson(replay_ratio) updates on one trajectory drawn from each of their actors'
-        replays (each ``ACERAgent.update_batch``); the first's statistics. With one rollout per
-        batch (``--learner_batch 1``) these are ``ACERAgent.update``'s updates, one Adam step
-        per trajectory as in the other modes. A batch's updates (and skipped ones) are counted
-        in its first actor's row, so ``--max_bad_updates`` names that actor."""
-        agent = self.agent
-        agent.worker_id = batch[0][0]
-        stats = agent.update_batch([trajectory for _, trajectory in batch])
-        n_updates = 1
-        if self.cfg.replay_ratio > 0:
-            for _ in range(self.rng.poisson(self.cfg.replay_ratio)):
-                agent.update_batch([self.replays[i].sample(self.rng) for i, _ in batch])
-                n_updates += 1
+        """The algorithm's updates for a batch of (actor, trajectory); the first's statistics."""
+        stats, n_updates = self.replay_learner.learn(batch)
         self.updates += n_updates
         return stats
 
     def ingest(self, message: dict) -> list:
-        """Add a rollout, and learn once ``learner_batch`` rollouts are waiting; the trainer's
+        """Store a rollout, and learn once ``learner_batch`` rollouts are waiting; the trainer's
         messages for it (its statistics only when it completed a batch)."""
         t0 = time.perf_counter()
         i = message["worker_id"]
         row = message["counters"]
         with interrupts_held():
-            replay = self.add(message)
+            trajectory, held = self.replay_learner.add(i, message["rollout"], message["start"])
             self.counters[i, STEPS] = int(row[STEPS])
             self.counters[i, EPISODES] = int(row[EPISODES])
             self.counters[i, ITERATIONS] += 1
-            # a copy: a later rollout (or an actor's restart) can change or evict it in the replay
-            self.waiting.append((i, replay.latest()))
+            self.waiting.append((i, trajectory))
             stats = None
             if len(self.waiting) >= self.cfg.learner_batch:
                 batch, self.waiting = self.waiting, []
                 stats = self.learn(batch)
         self.busy_s += time.perf_counter() - t0
-        return [Iteration(i, stats or {}, len(replay))]
+        return [Iteration(i, stats or {}, held)]
 
-    def copy_to_trainer(self) -> None:
-        """On a GPU: the learner's weights, average weights and Adam state into the run state's
-        CPU copies (on the CPU they are the same objects)."""
+    def device_state(self) -> tuple[dict, dict | None, dict] | None:
+        """On a GPU, the learner's weights, average weights and Adam state (for the run
+        state's CPU copies, :meth:`Agent.runtime.state.RunState.load_snapshot`); None on the
+        CPU, where they are the run state's own objects."""
         if self.device.type == "cpu":
-            return
-        global_net, average_net, optimizer = self.shared
-        global_net.load_state_dict(self.global_net.state_dict())
-        average_net.load_state_dict(self.params.average_net.state_dict())
-        optimizer.load_state_dict(self.optimizer.state_dict())
+            return None
+        average = self.params.average_net
+        return (self.global_net.state_dict(),
+                average.state_dict() if average is not None else None,
+                self.optimizer.state_dict())
 
 
 def _actor_class():
@@ -319,15 +266,16 @@ class ActorLearnerBackend:
     join_timeout_s = JOIN_TIMEOUT_S * 2
 
     def __init__(self, state: RunState, run_dir: str, checkpoints: Checkpointer):
-        cfg = state.cfg
-        if state.action_bounds is not None:
-            raise ConfigError(f"--ray_mode actor_learner runs ACER with discrete actions; "
-                              f"{cfg.env_name} has a Box action space: use --ray_mode hogwild")
+        cfg, algorithm = state.cfg, state.algorithm
+        if state.action_bounds is not None and not algorithm.actor_learner.box_actions:
+            raise ConfigError(f"--ray_mode actor_learner runs {algorithm.banner(cfg)} with discrete "
+                              f"actions; {cfg.env_name} has a Box action space: use --ray_mode hogwild")
         if cfg.learner_device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("--learner_device cuda: torch sees no CUDA device here "
                               f"(torch {torch.__version__}); use --learner_device cpu")
         self.state, self.run_dir, self.checkpoints, self.cfg = state, run_dir, checkpoints, cfg
-        self.learner = Learner(cfg, state.obs_shape, state.n_actions, state.global_net,
+        self.rollout_steps = algorithm.rollout_length(cfg)
+        self.learner = Learner(cfg, algorithm, state.network_spec, state.global_net,
                                state.average_net, state.optimizer, state.counters,
                                cfg.learner_device)
         self.ray = None
@@ -359,12 +307,10 @@ class ActorLearnerBackend:
             if warning:
                 self.notes.put(WorkerWarning(i, warning))
             if state is not None:
-                replay = state.get("agent", state).get("replay")
-                if replay is not None:
-                    try:
-                        self.learner.load_replay(i, replay)
-                    except ValueError as err:
-                        raise WorkerFailed(f"worker {i}'s saved replay cannot be used here: {err}") from None
+                try:
+                    self.learner.load_actor_state(i, state.get("agent", state))
+                except ValueError as err:
+                    raise WorkerFailed(f"worker {i}'s saved state cannot be used here: {err}") from None
                 state = {**state, "agent": {}}
             self._start_actor(i, state)
         print(f"Actor-learner: {plural(cfg.n_workers, 'actor')} (1 CPU each) "
@@ -386,7 +332,7 @@ class ActorLearnerBackend:
     def _start_actor(self, i: int, resume_state: dict | None) -> None:
         t = self.state
         version, ref, nbytes = self._weights()
-        self.actors[i] = self.actor_class.remote(i, self.cfg, t.obs_shape, t.n_actions,
+        self.actors[i] = self.actor_class.remote(t.algorithm, i, self.cfg, t.obs_shape, t.n_actions,
                                                  t.counters.numpy().copy(), resume_state, ref, version)
         self.stats["weight_pulls"] += 1
         self.stats["weight_bytes"] += nbytes
@@ -398,7 +344,7 @@ class ActorLearnerBackend:
         """Queue one more rollout on actor ``i``, with the weights when it is due for them;
         none once the step budget is covered by the rollouts received and in flight."""
         cfg = self.cfg
-        if cfg.total_steps and (self.state.global_steps + len(self.pending) * cfg.k
+        if cfg.total_steps and (self.state.global_steps + len(self.pending) * self.rollout_steps
                                 >= cfg.total_steps):
             return
         weights = version = None
@@ -458,7 +404,7 @@ class ActorLearnerBackend:
                 self.notes.put(WorkerWarning(i, f"actor {i} ended before returning its state "
                                               f"({_first_line(err)}); it starts afresh on resume"))
                 return
-            state["agent"] = self.learner.agent_state(i)
+            state["agent"] = self.learner.actor_state(i)
             save_worker_state(state, worker_state_path(self.run_dir, i), self.notes, i)
             return
         i = self.pending.pop(ref, None)
@@ -475,7 +421,7 @@ class ActorLearnerBackend:
         self.last_progress = time.time()
         s = self.stats
         s["rollouts"] += 1
-        s["steps"] += len(message["actions"])
+        s["steps"] += message["steps"]
         s["rollout_bytes"] += message["bytes"]
         s["actor_s"] += message["seconds"]
         lag = self.learner.version - message["version"]
@@ -538,7 +484,9 @@ class ActorLearnerBackend:
     def snapshot(self) -> Snapshot:
         if self.learner_failure is not None:
             raise WorkerFailed("the learner failed; the last checkpoint is kept")
-        self.learner.copy_to_trainer()
+        on_device = self.learner.device_state()
+        if on_device is not None:
+            self.state.load_snapshot(*on_device)
         return self.state.snapshot()
 
     def stop(self) -> None:

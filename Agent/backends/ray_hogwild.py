@@ -37,6 +37,7 @@ from Agent.runtime.state import RunState, Snapshot, worker_resume_state, worker_
 from Agent.runtime.worker import run_worker, save_worker_state
 from Agent.registry import Algorithm
 from NN.shared_adam import SharedAdam
+from Utils.network_spec import NetworkSpec
 
 # Arrays from Ray's object store are read-only; they are only ever copied from here.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -45,14 +46,14 @@ warnings.filterwarnings("ignore", message="The given NumPy array is not writable
 class ParameterServer:
     """The global state of a Ray run (made a Ray actor by :func:`_actor_classes`)."""
 
-    def __init__(self, algorithm: Algorithm, obs_shape, n_actions: int, config: dict, bounds,
-                 model: dict, average: dict | None, optimizer: dict, counters: np.ndarray):
+    def __init__(self, algorithm: Algorithm, spec: NetworkSpec, config: dict, model: dict,
+                 average: dict | None, optimizer: dict, counters: np.ndarray):
         torch.set_num_threads(1)
-        self.global_net = algorithm.build_network(tuple(obs_shape), n_actions, config, bounds)
+        self.global_net = algorithm.build_network(spec)
         self.global_net.load_state_dict(torch_state(model))
         average_net = None
         if average is not None:
-            average_net = algorithm.build_network(tuple(obs_shape), n_actions, config, bounds)
+            average_net = algorithm.build_network(spec)
             average_net.load_state_dict(torch_state(average))
         adam = SharedAdam(self.global_net.parameters(), lr=config["lr"], eps=config["adam_eps"])
         adam.load_state_dict(torch_adam(optimizer))
@@ -166,14 +167,12 @@ class _StopFlag:
 class RayWorker:
     """One worker (made a Ray actor by :func:`_actor_classes`): the local backend's loop."""
 
-    def run(self, algorithm: Algorithm, worker_id: int, cfg, server, obs_shape, n_actions: int,
-            bounds, counters: np.ndarray, resume_state: dict | None):
+    def run(self, algorithm: Algorithm, worker_id: int, cfg, server, spec: NetworkSpec,
+            counters: np.ndarray, resume_state: dict | None):
         torch.set_num_threads(1)
         table = torch.from_numpy(np.array(counters, dtype=np.int64))
-        average_net = None
-        if algorithm.needs_average:
-            average_net = algorithm.build_network(tuple(obs_shape), n_actions, cfg.to_dict(), bounds)
-        params = RayParameters(server, worker_id, table, obs_shape, n_actions, average_net)
+        average_net = algorithm.build_network(spec) if algorithm.needs_average else None
+        params = RayParameters(server, worker_id, table, spec.obs_shape, spec.n_actions, average_net)
         try:
             state = run_worker(algorithm, worker_id, cfg, params, table, _StopFlag(params), _Outbox(params),
                                state_path=None, resume_state=resume_state)
@@ -214,14 +213,13 @@ class RayBackend:
         self.ray = connect(cfg)
         server_class, worker_class = _actor_classes()
         self.server = server_class.remote(
-            t.algorithm, t.obs_shape, t.n_actions, cfg.to_dict(), t.action_bounds,
+            t.algorithm, t.network_spec, cfg.to_dict(),
             numpy_state(t.global_net.state_dict()),
             numpy_state(t.average_net.state_dict()) if t.average_net is not None else None,
             numpy_adam(t.optimizer.state_dict()),
             t.counters.numpy().copy())
         self.workers = [worker_class.options(name=None).remote() for _ in range(cfg.n_workers)]
-        self.runs = [w.run.remote(t.algorithm, i, cfg, self.server, t.obs_shape, t.n_actions, t.action_bounds,
-                                  t.counters.numpy().copy(), self._resume_state(i))
+        self.runs = [w.run.remote(t.algorithm, i, cfg, self.server, t.network_spec, t.counters.numpy().copy(), self._resume_state(i))
                      for i, w in enumerate(self.workers)]
         self.pending = list(self.runs)
 

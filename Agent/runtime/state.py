@@ -20,6 +20,7 @@ from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import box_bounds, make_env
 from Utils.checkpoint import read_worker_state
 from Utils.config import Config
+from Utils.network_spec import NetworkSpec
 
 LOCK_TIMEOUT_S = 5.0   # a snapshot waits this long for the optimizer lock, then copies without it
 
@@ -74,6 +75,7 @@ class RunState:
                  resume_state: dict | None = None):
         self.cfg, self.algorithm = cfg, algorithm
         self.obs_shape, self.n_actions, _, self.action_bounds = spec
+        self.network_spec = NetworkSpec.of(self.obs_shape, self.n_actions, cfg, self.action_bounds)
         self.resumed = resume_state is not None
         torch.manual_seed(cfg.seed)
         self.global_net = self._network().share_memory()
@@ -88,8 +90,7 @@ class RunState:
             self._restore(resume_state)
 
     def _network(self) -> torch.nn.Module:
-        return self.algorithm.build_network(self.obs_shape, self.n_actions, self.cfg.to_dict(),
-                                            self.action_bounds)
+        return self.algorithm.build_network(self.network_spec)
 
     def _restore(self, saved: dict) -> None:
         self.global_net.load_state_dict(saved["model"])

@@ -274,7 +274,7 @@ def test_actor_learner_learner_equals_the_plain_reference(game_data):
     counters = torch.zeros(1, N_COUNTERS, dtype=torch.int64)
     learner = Learner(cfg, ACER, NetworkSpec.of(obs_shape, n_actions, cfg), global_net, average_net,
                       adam, counters)
-    learner.load_actor_state(0, {"replay": replay_state})
+    learner.replay_learner.load_actor_state(0, {"replay": replay_state})
     draws = copy.deepcopy(learner.rng)          # what learn() will draw: n, then n trajectories
     n = draws.poisson(cfg.replay_ratio)
     replayed = [learner.replay_learner.replays[0].sample(draws) for _ in range(n)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from Agent.acer.agent import ACERAgent, ContinuousACERAgent
 from Agent.acer.replay import replay_capacity
-from Agent.acer.learner import acting_config, actor_start, make_learner, rollout_message
+from Agent.acer.learner import ACERLearner, acting_config, actor_start, rollout_message
 from Agent.registry import ActorLearnerParts, Algorithm
 from NN.networks import acer_network
 from Utils.atari_wrappers import box_bounds
@@ -45,5 +45,5 @@ ACER = Algorithm(
     name="acer", build_network=acer_network, make_agent=make_agent,
     rollout_length=rollout_length, needs_average=True, has_replay=True,
     memory=replay_memory, validate=validate, bf16=True,
-    actor_learner=ActorLearnerParts(acting_config, actor_start, rollout_message, make_learner),
+    actor_learner=ActorLearnerParts(acting_config, actor_start, rollout_message, ACERLearner),
     fresh_worker="new seed and environment, empty replay", title=title)

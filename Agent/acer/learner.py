@@ -125,8 +125,3 @@ class ACERLearner:
                 agent.update_batch([self.replays[i].sample(self.rng) for i, _ in batch])
                 n_updates += 1
         return stats, n_updates
-
-
-def make_learner(cfg: Config, params, counters: torch.Tensor, env,
-                 rng: np.random.Generator) -> ACERLearner:
-    return ACERLearner(cfg, params, counters, env, rng)

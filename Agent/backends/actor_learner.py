@@ -201,14 +201,6 @@ class Learner:
     def weights(self) -> np.ndarray:
         return flatten(self.params.global_params)
 
-    def load_actor_state(self, worker_id: int, agent_state: dict) -> None:
-        """Continue what actor ``worker_id`` had stored, from its saved agent state."""
-        self.replay_learner.load_actor_state(worker_id, agent_state)
-
-    def actor_state(self, worker_id: int) -> dict:
-        """What a worker's state file keeps of its agent (held here, not in the actor)."""
-        return self.replay_learner.actor_state(worker_id)
-
     def learn(self, batch: list[tuple[int, dict]]) -> dict | None:
         """The algorithm's updates for a batch of (actor, trajectory); the first's statistics."""
         stats, n_updates = self.replay_learner.learn(batch)
@@ -308,7 +300,7 @@ class ActorLearnerBackend:
                 self.notes.put(WorkerWarning(i, warning))
             if state is not None:
                 try:
-                    self.learner.load_actor_state(i, state.get("agent", state))
+                    self.learner.replay_learner.load_actor_state(i, state.get("agent", state))
                 except ValueError as err:
                     raise WorkerFailed(f"worker {i}'s saved state cannot be used here: {err}") from None
                 state = {**state, "agent": {}}
@@ -404,7 +396,7 @@ class ActorLearnerBackend:
                 self.notes.put(WorkerWarning(i, f"actor {i} ended before returning its state "
                                               f"({_first_line(err)}); it starts afresh on resume"))
                 return
-            state["agent"] = self.learner.actor_state(i)
+            state["agent"] = self.learner.replay_learner.actor_state(i)
             save_worker_state(state, worker_state_path(self.run_dir, i), self.notes, i)
             return
         i = self.pending.pop(ref, None)

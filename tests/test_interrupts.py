@@ -28,6 +28,7 @@ BUDGET = 1000   # steps: a run that loses its interrupt trains to it and exits 0
 # 5 minutes, i.e. only the final one, so a stop that skips it says "nothing saved".
 PHASES = {
     "start": False,             # while the workers are being started (signals blocked)
+    "episode": False,           # inside a message's handler (held until the batch is done)
     "checkpoint": False,        # inside a periodic checkpoint write (held)
     "best": False,              # inside a best.pth write (held)
     "checkpoint:TERM": False,   # SIGTERM there: the same, but exit 143
@@ -97,6 +98,10 @@ def test_a_signal_in_each_phase_stops_the_run_with_its_final_checkpoint(runs, ph
     else:
         assert step < BUDGET, "the run trained to its budget: the interrupt was not acted on"
     assert "Traceback" not in err and "Done:" not in out, err[-3000:]
+    # no message was lost or half-logged: every game the workers counted has its CSV row
+    with open(os.path.join(folder, "Logs", os.path.basename(run_dir), "episodes.csv")) as fh:
+        rows = len(fh.readlines()) - 1
+    assert state["logger"]["episodes"] == sum(state["counters"]["worker_episodes"]) == rows
 
 
 # The rules themselves, in this process (milliseconds): signal.raise_signal runs the handler

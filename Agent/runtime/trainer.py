@@ -185,6 +185,7 @@ class Trainer:
             self.logger.start_rate(self.global_steps)
 
     def _on_episode(self, m: Episode) -> None:
+        fault_point("episode")
         self.logger.episode(m.worker_id, m.reward, m.length, m.step)
         self.logger.advance(self.global_steps)
 
@@ -242,7 +243,12 @@ class Trainer:
             raise failures[0]
 
     def _handle_messages(self, timeout: float) -> None:
-        self._handle_all(self.backend.next_messages(timeout))
+        """Read and handle one batch of messages with SIGINT and SIGTERM held (delivered
+        after it): a Ctrl-C raised inside a handler would leave the logger half-written (a
+        game counted without its curve point or CSV row, so a resumed curve skips a number)
+        and drop the rest of the batch."""
+        with signals_held():
+            self._handle_all(self.backend.next_messages(timeout))
 
     def train(self) -> dict:
         """Run the workers until a budget is spent; return the final counters.

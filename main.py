@@ -64,11 +64,14 @@ def build_config(args, overrides: dict, resume_state: dict | None = None):
     """The run's :class:`Utils.config.Config`: defaults <- YAML <- ``overrides``, checked."""
     from Utils.atari_wrappers import check_env_id, has_box_actions
     from Agent.algorithms import load_run_config
-    from Utils.config import check_keys_for_algo
+    from Utils.config import ConfigError, check_keys_for_algo
     algo = overrides.get("algo") or default("algo")
     check_keys_for_algo(algo, [k for k, v in command_overrides(args).items() if v is not None])
+    backend = overrides.get("backend") or default("backend")
+    if getattr(args, "ray_mode", None) is not None and backend != "ray":
+        raise ConfigError(f"--ray_mode is a setting of --backend ray; this run uses --backend {backend}")
     env_name = overrides.get("env_name") or default("env_name")
-    check_env_id(env_name)
+    check_env_id(env_name)   # before the YAML: an unknown id cannot say its action space
     # Box action spaces take the <algo>_continuous section on top of the algorithm's
     continuous = ("action_low" in resume_state if resume_state is not None
                   else args.do_train and has_box_actions(env_name))
@@ -360,12 +363,11 @@ def prepare_training(args):
     """Settings, run folder and trainer of the run to start or resume; checks everything
     before anything is written."""
     from Agent.runtime.state import env_spec
-    from Agent.algorithms import get
+    from Agent.algorithms import check_config
     from Agent.training import backend_class, build_trainer
     from Utils.checkpoint import CheckpointError, check_writable_dir
-    from Utils.config import ConfigError, check_memory, save_config
+    from Utils.config import ConfigError, save_config
     from Utils.atari_wrappers import pipeline_note
-    from Utils.precision import check_precision
     overrides, run_dir, resume_state, changes = command_overrides(args), None, None, []
     if args.train_from_scratch and args.resume is None:
         print("warning: --train_from_scratch keeps the original project's meaning: it CONTINUES "
@@ -382,12 +384,7 @@ def prepare_training(args):
         check_writable_dir(run_dir, "--models_dir")
         check_writable_dir(log_dir, "--logs_dir")
         spec = env_spec(cfg)
-        problem = check_precision(cfg.precision, spec[0])
-        if problem:
-            fail(problem)
-        check_memory(cfg, get(cfg.algo).memory(cfg, *spec))
-        if args.ray_mode is not None and cfg.backend != "ray":
-            fail(f"--ray_mode is a setting of --backend ray; this run uses --backend {cfg.backend}")
+        check_config(cfg, spec)
         try:
             backend = backend_class(cfg)
         except ImportError:

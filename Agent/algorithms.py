@@ -8,7 +8,8 @@ from __future__ import annotations
 from Agent.a3c.algorithm import A3C
 from Agent.acer.algorithm import ACER
 from Agent.registry import Algorithm, register, registered
-from Utils.config import Config, ConfigError, load_config
+from Utils.config import Config, ConfigError, check_memory, load_config
+from Utils.precision import check_precision
 
 BUILT_IN = (register(ACER), register(A3C))
 
@@ -25,12 +26,24 @@ def get(name: str) -> Algorithm:
     return found
 
 
-def check_config(cfg: Config) -> Algorithm:
+def check_config(cfg: Config, env_spec: tuple | None = None) -> Algorithm:
     """Every check of a run's config, in one place: each setting's range
     (:meth:`Utils.config.Config.validate`), what the algorithm supports, and the algorithm's
-    own checks. Returns the algorithm; raises :class:`ConfigError`."""
+    own checks; given the environment's spec (:func:`Agent.runtime.state.env_spec`: obs
+    shape, actions, rollout length, bounds), also whether the precision suits its
+    observations and whether the run fits in the memory available now. Returns the
+    algorithm; raises :class:`ConfigError`."""
     algorithm = get(cfg.algo)
     cfg.validate()
+    _check_support(cfg, algorithm)
+    algorithm.validate(cfg)
+    if env_spec is not None:
+        _check_environment_fit(cfg, algorithm, env_spec)
+    return algorithm
+
+
+def _check_support(cfg: Config, algorithm: Algorithm) -> None:
+    """Refuse a precision or Ray mode the algorithm does not support, naming those that do."""
     others = registered().values()
     if cfg.precision == "bf16" and not algorithm.bf16:
         why = f": {algorithm.bf16_note}" if algorithm.bf16_note else ""
@@ -40,8 +53,14 @@ def check_config(cfg: Config) -> Algorithm:
         able = " / ".join(a.name for a in others if a.actor_learner is not None)
         raise ConfigError(f"--ray_mode actor_learner runs --algo {able} only; --algo "
                           f"{cfg.algo} runs with --ray_mode hogwild")
-    algorithm.validate(cfg)
-    return algorithm
+
+
+def _check_environment_fit(cfg: Config, algorithm: Algorithm, env_spec: tuple) -> None:
+    """Refuse a precision the observations cannot use, or a run too big for the memory."""
+    problem = check_precision(cfg.precision, env_spec[0])
+    if problem:
+        raise ConfigError(problem)
+    check_memory(cfg, algorithm.memory(cfg, *env_spec))
 
 
 def load_run_config(yaml_path: str, algo: str, overrides: dict, continuous: bool = False) -> Config:

@@ -28,6 +28,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(ROOT, ".venv")
 REQUIREMENTS = ("requirements.txt", "requirements-ray.txt")
+STAMPED = REQUIREMENTS + ("pyproject.toml",)   # a change to any of them reinstalls
+PROJECT = "--no-deps -e ."   # the project itself, editable, after the requirement files
 STAMP_NAME = ".bootstrap-installed"
 PYTHON_OVERRIDE = "ACER_BOOTSTRAP_PYTHON"
 SHIPPED_PONG = os.path.join("Pre-Trained Weights", "Pong_acer.pth")
@@ -56,9 +58,10 @@ def torch_pin(requirements: str) -> str:
 
 
 def requirements_digest(root: str = ROOT) -> str:
-    """A hash of the requirement files: the stamp that says what the environment holds."""
+    """A hash of the requirement files and pyproject.toml: the stamp that says what the
+    environment holds."""
     digest = hashlib.sha256()
-    for name in REQUIREMENTS:
+    for name in STAMPED:
         with open(os.path.join(root, name), "rb") as fh:
             digest.update(name.encode() + b"\0" + fh.read() + b"\0")
     return digest.hexdigest()
@@ -79,9 +82,9 @@ def run(command: list[str], cwd: str = ROOT) -> int:
     return subprocess.call(command, cwd=cwd)
 
 
-def checked(command: list[str], what: str) -> None:
+def checked(command: list[str], what: str, cwd: str = ROOT) -> None:
     """Run a set-up ``command``; raise :class:`SetupFailed` naming ``what`` if it fails."""
-    if run(command) != 0:
+    if run(command, cwd) != 0:
         raise SetupFailed(f"{what} failed (command above); fix it and run this command again")
 
 
@@ -93,11 +96,22 @@ def install(python: str, venv: str = VENV) -> None:
     checked(pip + [pin], f"installing {pin}")
     for name in REQUIREMENTS:
         checked(pip + ["-r", os.path.join(ROOT, name)], f"installing {name}")
-    checked([python, "-c", "import torch, gymnasium, ale_py, cv2, ray; "
+    install_project(pip)
+    checked([python, "-c", "import torch, gymnasium, ale_py, cv2, ray, Agent, NN, Utils; "
              "print('torch', torch.__version__, '| gymnasium', gymnasium.__version__, "
-             "'| ale-py', ale_py.__version__, '| ray', ray.__version__)"], "checking the install")
+             "'| ale-py', ale_py.__version__, '| ray', ray.__version__, "
+             "'| project', Agent.__path__[0])"], "checking the install", cwd=os.sep)
     with open(os.path.join(venv, STAMP_NAME), "w") as fh:
         fh.write(f"{requirements_digest()} {datetime.datetime.now().isoformat(timespec='seconds')}\n")
+
+
+def install_project(pip: list[str]) -> None:
+    """This checkout, editable (pyproject.toml; its dependencies are installed already), so
+    that any process of the environment imports Agent, NN and Utils from it, whatever its
+    working directory: tests, benches, Ray's workers. Built with the environment's own
+    setuptools (64 or newer for editable installs), so no build environment is downloaded."""
+    checked(pip + ["setuptools>=64"], "installing setuptools (for the editable install)")
+    checked(pip + ["--no-build-isolation", *PROJECT.split()], "installing the project (pip install -e .)")
 
 
 def ensure_environment(venv: str = VENV) -> str:
@@ -111,7 +125,7 @@ def ensure_environment(venv: str = VENV) -> str:
         print(f"creating the virtual environment {venv}", flush=True)
         checked([sys.executable, "-m", "venv", venv], "creating the virtual environment")
     if installed_digest(venv) == requirements_digest():
-        print(f"reusing {venv}: it holds requirements.txt and requirements-ray.txt as they are",
+        print(f"reusing {venv}: it holds requirements.txt, requirements-ray.txt and the project as they are",
               flush=True)
         return python
     print(f"installing into {venv} (torch's CPU build first; a few minutes on a fresh machine)",
@@ -151,7 +165,7 @@ def quickstart(python: str) -> int:
 
 
 def test(python: str, pytest_args: list[str]) -> int:
-    """The default test suite (pytest.ini excludes the slow learning runs)."""
+    """The default test suite (pyproject.toml's pytest settings exclude the slow learning runs)."""
     code = run([python, "-m", "pytest", "-q", *pytest_args])
     if code == 5:
         print("error: pytest collected no tests: the default suite must never be empty",

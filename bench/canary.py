@@ -29,9 +29,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from Utils.logger import running_average  # noqa: E402
+from Utils.logger import running_average
 
 EARLIER = os.path.join(ROOT, "results", "breakout_acer_8w_worker0_lives.csv")
 ORIGINAL = {600: 5.0, 900: 17.0, 1050: 30.0, 1280: 60.0}   # ../shared/REFERENCE.md

@@ -20,14 +20,12 @@ import time
 from collections import Counter, defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from Agent.algorithms import get  # noqa: E402
-from Agent.runtime.parameters import SharedParameters  # noqa: E402
-from Agent.runtime.worker import Reporter, rollout, start_worker  # noqa: E402
-from Agent.training import build_trainer  # noqa: E402
-from Utils.config import Config, load_config  # noqa: E402
+from Agent.algorithms import get
+from Agent.runtime.parameters import SharedParameters
+from Agent.runtime.worker import Reporter, rollout, start_worker
+from Agent.training import build_trainer
+from Utils.config import Config, load_config
 
 
 def bench_config(algo: str, overrides: dict) -> Config:

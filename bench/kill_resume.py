@@ -31,9 +31,8 @@ import numpy as np
 import psutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from Utils.checkpoint import load_checkpoint  # noqa: E402
+from Utils.checkpoint import load_checkpoint
 
 STEPS = re.compile(r"Steps: (\d+)")
 

@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from bench.harness import RunShell, Worker, bench_config  # noqa: E402
+from bench.harness import RunShell, Worker, bench_config
 
 
 def filled_agent(env_name: str, rollouts: int):

@@ -28,11 +28,10 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from Utils.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from Agent.algorithms import get  # noqa: E402
-from Utils.play import play  # noqa: E402
+from Utils.checkpoint import CheckpointError, load_checkpoint
+from Agent.algorithms import get
+from Utils.play import play
 
 
 DEFAULT_TARGETS = {("CartPole-v1", "acer"): 475.0, ("CartPole-v1", "a3c"): 475.0,

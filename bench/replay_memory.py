@@ -25,13 +25,12 @@ import time
 import numpy as np
 import psutil
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
+import torch
 
-from Agent.acer.replay import ReplayMemory  # noqa: E402
-from Agent.runtime.parameters import SharedParameters  # noqa: E402
-from bench.harness import RunShell, Worker, bench_config  # noqa: E402
+from Agent.acer.replay import ReplayMemory
+from Agent.runtime.parameters import SharedParameters
+from bench.harness import RunShell, Worker, bench_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMES = 500   # real frames, cycled to fill a replay

@@ -62,7 +62,6 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 STEPS = re.compile(r"Steps: (\d+)")
 STARTED = re.compile(r"first environment step ([\d.]+) s after launch")
 SUMMARY = re.compile(r"bytes per agent step (\d+) \(rollouts (\d+), weights (\d+)\); learner (\d+) "
@@ -74,8 +73,8 @@ SUMMARY_KEYS = ("bytes_per_step", "rollout_bytes_per_step", "weight_bytes_per_st
 BACKEND_FLAGS = {"local": ["--backend", "local"], "ray": ["--backend", "ray"],
                  "actor_learner": ["--backend", "ray", "--ray_mode", "actor_learner"]}
 
-from Agent.algorithms import get  # noqa: E402
-from bench.harness import RunShell, Timer, Worker, bench_config  # noqa: E402
+from Agent.algorithms import get
+from bench.harness import RunShell, Timer, Worker, bench_config
 
 
 def compute_floor(algo: str, env_name: str, n_workers: int, extra: list[str]) -> dict:
@@ -163,12 +162,10 @@ def ray_update_overhead(algo: str, env_name: str, extra: list[str], repeats: int
     cfg = floor_config(algo, env_name, 1, extra)
     run = RunShell(cfg)
     t = run.trainer.state
-    ray.init(include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
+    ray.init(include_dashboard=False, logging_level="ERROR")
     try:
         server = ray.remote(num_cpus=0)(ParameterServer).remote(
-            t.algorithm, t.obs_shape, t.n_actions, cfg.to_dict(), t.action_bounds,
-            numpy_state(t.global_net.state_dict()),
+            t.algorithm, t.network_spec, cfg.to_dict(), numpy_state(t.global_net.state_dict()),
             numpy_state(t.average_net.state_dict()) if t.average_net is not None else None,
             numpy_adam(t.optimizer.state_dict()), t.counters.numpy().copy())
         grads = flatten(t.global_net.parameters())

@@ -56,7 +56,6 @@ def test_best_is_rewritten_only_when_the_running_reward_improves(tmp_path):
 
 KILLED_WRITER = textwrap.dedent("""
     import sys
-    sys.path.insert(0, {root!r})
     import Utils.checkpoint as checkpoint
     from Agent.training import build_trainer
     from Utils.config import Config

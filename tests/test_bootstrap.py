@@ -19,12 +19,14 @@ def test_the_torch_pin_comes_from_requirements_txt():
         bootstrap.torch_pin("numpy>=1\ntorchvision==1\n")
 
 
-def test_the_stamp_follows_the_requirement_files(tmp_path):
-    for name in bootstrap.REQUIREMENTS:
+def test_the_stamp_follows_the_requirement_files_and_pyproject(tmp_path):
+    for name in bootstrap.STAMPED:
         (tmp_path / name).write_text("numpy\n")
     before = bootstrap.requirements_digest(str(tmp_path))
     (tmp_path / "requirements-ray.txt").write_text("numpy\nray==1\n")
-    assert bootstrap.requirements_digest(str(tmp_path)) != before
+    after_ray = bootstrap.requirements_digest(str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert len({before, after_ray, bootstrap.requirements_digest(str(tmp_path))}) == 3
 
 
 def test_an_installed_environment_is_reused_without_pip(tmp_path, capsys, monkeypatch):

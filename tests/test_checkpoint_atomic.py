@@ -20,7 +20,6 @@ from Utils.config import Config
 
 SAVER = textwrap.dedent("""
     import sys, torch
-    sys.path.insert(0, {root!r})
     from Utils.checkpoint import save_checkpoint
     path = sys.argv[1]
     i = int(sys.argv[2])

@@ -70,13 +70,13 @@ def runnable(line: str) -> tuple[str | None, str]:
 def set_up_installs() -> list[str]:
     """What the set-up installs, in order, as pip arguments: .ci/run's pip lines, or, where
     .ci/run hands over to Utils.bootstrap, what the bootstrap's install step runs (torch's pin
-    from requirements.txt, then each requirement file)."""
+    from requirements.txt, then each requirement file, then the project, editable)."""
     ci = open(os.path.join(ROOT, ".ci", "run")).read()
     if "Utils.bootstrap" in ci:
         from Utils import bootstrap
         with open(os.path.join(ROOT, "requirements.txt")) as fh:
             pin = bootstrap.torch_pin(fh.read())
-        return [pin] + [f"-r {name}" for name in bootstrap.REQUIREMENTS]
+        return [pin] + [f"-r {name}" for name in bootstrap.REQUIREMENTS] + [bootstrap.PROJECT]
     return [package.strip() for package in re.findall(r"pip install (?:--quiet )?(.+)\n", ci)]
 
 

@@ -53,7 +53,6 @@ from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
 from Utils.config import Config
 
-from conftest import ROOT
 
 N_REPLAYED = 3          # replayed updates after the on-policy one
 LR = 1e-3               # larger than the default, so the steps stand well above rounding
@@ -297,8 +296,7 @@ def test_ray_hogwild_server_equals_the_plain_reference(game_data):
     global_net, average_net, adam = shared_networks(cfg, obs_shape, n_actions, state)
     counters = np.zeros((1, N_COUNTERS), dtype=np.int64)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
     try:
         server_class, _ = _actor_classes()
         server = server_class.remote(ACER, NetworkSpec.of(obs_shape, n_actions, cfg), cfg.to_dict(),

@@ -6,12 +6,8 @@ through its object store without pickling them, where a torch tensor is pickled 
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def flatten(tensors) -> np.ndarray:
@@ -51,10 +47,11 @@ def torch_adam(state: dict) -> dict:
 
 
 def connect(cfg):
-    """Start or join Ray (``cfg.ray_address``) with the project importable in its workers;
-    the ``ray`` module."""
+    """Start or join Ray (``cfg.ray_address``); the ``ray`` module. Its workers import the
+    project as any process does: installed (``pip install -e .``, which the set-up does), or
+    from the driver script's folder, which Ray puts on their path (``python main.py``)."""
     import ray
-    runtime_env = {"env_vars": {"PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}}
+    runtime_env = {"env_vars": {"OMP_NUM_THREADS": "1"}}
     ray.init(address=cfg.ray_address or None, runtime_env=runtime_env, include_dashboard=False,
              logging_level="ERROR", log_to_driver=True)
     return ray

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from Utils.config import Config, declare_algorithm
+from Utils.config import Config, declare_algorithm, own_setting  # noqa: F401 (own_setting: for records)
 
 
 def no_checks(cfg: Config) -> None:
@@ -61,8 +61,10 @@ class Algorithm:
     ``title(cfg)``: the algorithm as the console names it. ``bf16``: whether it has a bfloat16
     learner (``bf16_note``: why not). ``actor_learner``: its :class:`ActorLearnerParts`, when
     ``--ray_mode actor_learner`` can run it. ``reads``: settings of other
-    algorithms it reads too (a key may be shared; its own are fields of
-    :class:`Utils.config.Hyperparameters` declared ``only`` for it)."""
+    algorithms it reads too (a key may be shared). ``settings``: its own hyperparameters
+    (:func:`Utils.config.own_setting` tuples), which become flags, YAML keys and checked
+    ranges like the built-in ones; the built-in algorithms' own are declared ``only`` for
+    them in :class:`Utils.config.Hyperparameters`."""
 
     name: str
     build_network: Callable
@@ -78,6 +80,7 @@ class Algorithm:
     bf16_note: str = ""           # ... and why not, when it has none
     actor_learner: ActorLearnerParts | None = None   # --ray_mode actor_learner can run it
     reads: tuple[str, ...] = ()   # settings declared for other algorithms that it reads too
+    settings: tuple = ()          # its own settings (Utils.config.own_setting)
 
     def banner(self, cfg: Config) -> str:
         return self.title(cfg) if self.title is not None else self.name.upper()
@@ -89,7 +92,7 @@ _REGISTRY: dict[str, Algorithm] = {}
 def register(algorithm: Algorithm) -> Algorithm:
     """Add ``algorithm`` (or replace the one of the same name), and its name to the config's
     known algorithms; returns it."""
-    declare_algorithm(algorithm.name, algorithm.reads)
+    declare_algorithm(algorithm.name, algorithm.reads, algorithm.settings)
     _REGISTRY[algorithm.name] = algorithm
     return algorithm
 

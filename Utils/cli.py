@@ -91,7 +91,12 @@ class PlaySettings:
 
 COMMAND_FIELDS = {f.name: f for f in fields(CommandFlags)}
 PLAY_FIELDS = {f.name: f for f in fields(PlaySettings)}
-ALL_FIELDS = {**COMMAND_FIELDS, **FIELDS, **PLAY_FIELDS}
+
+
+def all_fields() -> dict:
+    """Every flag's field by name (a function: a registered algorithm's own settings join
+    :data:`Utils.config.FIELDS` after this module is imported)."""
+    return {**COMMAND_FIELDS, **FIELDS, **PLAY_FIELDS}
 
 
 def play_settings(args) -> PlaySettings:
@@ -102,7 +107,7 @@ def play_settings(args) -> PlaySettings:
 
 
 def flag_name(name: str) -> str:
-    return ALL_FIELDS[name].metadata["flag"] or f"--{name}"
+    return all_fields()[name].metadata["flag"] or f"--{name}"
 
 
 def _default(f: dataclasses.Field):
@@ -204,8 +209,8 @@ MODE_WORDS = {LIST: "--list_runs", TRAIN: "training", PLAY: "play", EXPORT: "exp
 def ignored_warning(given: set[str], args) -> str | None:
     """One warning line naming the flags given that the chosen mode does not read."""
     mode = mode_of(args)
-    ignored = [name for name in ALL_FIELDS if name in given
-               and mode not in ALL_FIELDS[name].metadata["modes"]]
+    known = all_fields()
+    ignored = [name for name in known if name in given and mode not in known[name].metadata["modes"]]
     if not ignored:
         return None
     names = ", ".join(flag_name(name) for name in ignored)

@@ -24,6 +24,7 @@ import yaml
 # The algorithms whose settings this module knows: the built-in ones here, others added by
 # :func:`declare_algorithm` (which :func:`Agent.registry.register` calls).
 ALGOS = ["acer", "a3c"]
+BUILT_IN_ALGOS = tuple(ALGOS)   # those with sections in training_configs.yml
 BACKENDS = ("local", "ray")
 RAY_MODES = ("hogwild", "actor_learner")
 LEARNER_DEVICES = ("cpu", "cuda")
@@ -228,24 +229,51 @@ class Hyperparameters:
 
 
 @dataclass
-class Config(Hyperparameters, RunSettings):
-    """Every setting of a run: its :class:`RunSettings` and its :class:`Hyperparameters`, as
-    one flat record (``cfg.lr``, ``cfg.n_workers``), the form checkpoints store."""
+class _DeclaredHere(Hyperparameters, RunSettings):
+    """The settings declared in this module, as one dataclass."""
+
+
+# Settings a registered algorithm declares for itself (its record's ``settings``, through
+# :func:`declare_algorithm`): name -> field, beside the dataclass's own fields.
+OWN_FIELDS: dict[str, dataclasses.Field] = {}
+
+
+class Config(_DeclaredHere):
+    """Every setting of a run: its :class:`RunSettings` and its :class:`Hyperparameters`, and
+    those a registered algorithm declared for itself (:data:`OWN_FIELDS`), as one flat record
+    (``cfg.lr``, ``cfg.n_workers``), the form checkpoints store."""
+
+    def __init__(self, **values):
+        own = {key: values.pop(key) for key in list(values) if key in OWN_FIELDS}
+        super().__init__(**values)
+        for key, f in OWN_FIELDS.items():
+            setattr(self, key, own.get(key, f.default))
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        values.update({key: getattr(self, key) for key in OWN_FIELDS if hasattr(self, key)})
+        return values
+
+    def replaced(self, **changes) -> "Config":
+        """A copy with ``changes`` (``dataclasses.replace`` would drop the algorithms' own
+        settings)."""
+        return Config(**{**self.to_dict(), **changes})
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Config) and self.to_dict() == other.to_dict()
+
+    __hash__ = None
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first setting out of its declared range or
         choices. What an algorithm needs beyond that (its own checks, what it supports) is
         its registry record's: :func:`Agent.registry.check_config` runs every check."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not in_range(f.metadata, value):
-                raise ConfigError(range_error(f.name, value))
+        for key, value in self.to_dict().items():
+            if not in_range(FIELDS[key].metadata, value):
+                raise ConfigError(range_error(key, value))
 
 
-FIELDS = {f.name: f for f in fields(Config)}
+FIELDS = {f.name: f for f in fields(Config)}   # OWN_FIELDS join it when declared
 
 
 def range_error(key: str, value, meta=None) -> str:
@@ -258,9 +286,10 @@ def range_error(key: str, value, meta=None) -> str:
     return f"{flag} must be {range_rule(meta)}{hint}, got {shown}"
 
 
-# Settings that describe the run rather than the algorithm: not read from the YAML.
-RUN_KEYS = tuple(name for name, f in FIELDS.items() if f.metadata["run"])
-HYPERPARAMETER_KEYS = tuple(name for name in FIELDS if name not in RUN_KEYS)
+# Settings that describe the run rather than the algorithm: not read from the YAML. Lists:
+# an algorithm's own settings join HYPERPARAMETER_KEYS when it is declared.
+RUN_KEYS = [name for name, f in FIELDS.items() if f.metadata["run"]]
+HYPERPARAMETER_KEYS = [name for name in FIELDS if name not in RUN_KEYS]
 # The algorithms that read each key, where not every algorithm does (``only``); a registered
 # algorithm may read another's keys too (declare_algorithm's ``reads``).
 READERS = {name: set(f.metadata["only"]) for name, f in FIELDS.items() if f.metadata["only"]}
@@ -274,10 +303,37 @@ ALGO_DEFAULTS = {algo: {name: f.metadata["algo_defaults"][algo] for name, f in F
 DESCRIPTIONS = {name: f.metadata["help"] for name, f in FIELDS.items()}
 
 
-def declare_algorithm(name: str, reads: tuple[str, ...] = ()) -> None:
+def own_setting(name: str, default, **declaration) -> tuple:
+    """A hyperparameter an algorithm declares for itself, for its registry record's
+    ``settings``: its name, default and :func:`setting`'s keywords (``help``, ``low``,
+    ``choices``, ...), as a tuple (the record travels to workers by pickle). Its type is its
+    default's (int, float, bool or str); only that algorithm reads it."""
+    return (name, default, tuple(sorted(declaration.items())))
+
+
+def _declare_own_setting(algo: str, key: str, default, declaration: dict) -> None:
+    """Add ``algo``'s own setting ``key``: a field, a flag, a YAML key, a range check."""
+    if key in OWN_FIELDS and OWN_FIELDS[key].metadata["only"] == (algo,):
+        return                                    # the same algorithm, registered again
+    if key in FIELDS:
+        raise ValueError(f"{algo} declares the setting {key}, which exists already: "
+                         f"list it in reads=, or choose another name")
+    if "run" in declaration or "only" in declaration:
+        raise ValueError(f"{algo}'s setting {key}: an algorithm declares hyperparameters, "
+                         f"read by itself only (no run= or only=)")
+    f = setting(default, only=algo, **declaration)
+    f.name, f.type = key, type(default).__name__
+    OWN_FIELDS[key] = FIELDS[key] = f
+    HYPERPARAMETER_KEYS.append(key)
+    READERS[key] = {algo}
+    DESCRIPTIONS[key] = f.metadata["help"]
+
+
+def declare_algorithm(name: str, reads: tuple[str, ...] = (), settings: tuple = ()) -> None:
     """Make ``name`` a known algorithm here: ``--algo name``, its YAML sections. It reads the
-    shared hyperparameters and, of the keys declared ``only`` for other algorithms, those in
-    ``reads`` (a key may be shared by several algorithms)."""
+    shared hyperparameters, of the keys declared ``only`` for other algorithms those in
+    ``reads`` (a key may be shared by several algorithms), and its own ``settings``
+    (:func:`own_setting` tuples)."""
     unknown = [key for key in reads if key not in READERS]
     if unknown:
         raise ValueError(f"{name} reads {', '.join(unknown)}, which every algorithm reads or "
@@ -287,6 +343,8 @@ def declare_algorithm(name: str, reads: tuple[str, ...] = ()) -> None:
         ALGO_DEFAULTS[name] = {}
     for key in reads:
         READERS[key].add(name)
+    for key, default, declaration in settings:
+        _declare_own_setting(name, key, default, dict(declaration))
     ALGO_ONLY_KEYS[name] = tuple(k for k, readers in READERS.items() if name in readers)
 
 
@@ -350,7 +408,9 @@ def yaml_problem(err: yaml.YAMLError, data: bytes) -> str:
 
 def read_yaml_section(path: str, algo: str, section_name: str | None = None) -> dict:
     """The ``section_name`` section (default: ``algo``'s) of a config YAML, checked for unknown
-    sections and keys and for settings ``algo`` does not read and converted to their types."""
+    sections and keys and for settings ``algo`` does not read and converted to their types.
+    An algorithm registered from outside the project may have no section: it takes its
+    declared defaults, so adding one never means editing training_configs.yml."""
     try:
         with open(path, "rb") as fh:  # bytes: PyYAML reads UTF-8 (or UTF-16 with a BOM)
             data = fh.read()
@@ -366,10 +426,12 @@ def read_yaml_section(path: str, algo: str, section_name: str | None = None) -> 
         for top in table:
             if top not in known:
                 raise ConfigError(f"unknown section '{top}' in {path} (sections: {', '.join(known)})")
+    if isinstance(table, dict) and name not in table and algo not in BUILT_IN_ALGOS:
+        return {}   # an algorithm registered from outside needs no section: its defaults
     if not isinstance(table, dict) or not isinstance(table.get(name), dict):
         raise ConfigError(f"config file {path} has no '{name}:' section")
     section = table[name]
-    types = {f.name: f.type for f in fields(Config)}
+    types = {key: f.type for key, f in FIELDS.items()}
     allowed = algo_keys(algo)
     for key, value in section.items():
         if key not in HYPERPARAMETER_KEYS:
@@ -415,7 +477,7 @@ def load_config(yaml_path: str, algo: str, overrides: dict, continuous: bool = F
     values.update(read_yaml_section(yaml_path, algo))
     if continuous:
         values.update(read_yaml_section(yaml_path, algo, continuous_section(algo)))
-    types = {f.name: f.type for f in fields(Config)}
+    types = {key: f.type for key, f in FIELDS.items()}
     for key, value in overrides.items():
         if value is not None:
             values[key] = _coerce(key, value, types[key], f"--{key}")

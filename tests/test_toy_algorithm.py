@@ -27,7 +27,8 @@ def toy_main(args, cwd, timeout=600):
 
 def test_a_toy_algorithm_trains_resumes_and_plays_through_main(tmp_path):
     (tmp_path / "toy.yml").write_text("reinforce:\n  lr: 0.003\n  entropy_coef: 0.01\n"
-                                      "  mlp_hidden: 32\n  t_max: 16\n")   # t_max: shared with a3c
+                                      "  mlp_hidden: 32\n  t_max: 16\n"     # t_max: shared with a3c
+                                      "  baseline_coef: 0.25\n")            # its own setting
     common = ["--config", str(tmp_path / "toy.yml"), "--models_dir", "M", "--logs_dir", "L"]
     trained = toy_main(["--do_train", "--algo", "reinforce", "--env_name", "CartPole-v1",
                         "--n_workers", "2", "--total_steps", "3000", "--seed", "1", *common], tmp_path)
@@ -36,17 +37,21 @@ def test_a_toy_algorithm_trains_resumes_and_plays_through_main(tmp_path):
     (run,) = glob.glob(str(tmp_path / "M" / "*"))
     first = load_checkpoint(os.path.join(run, "checkpoint.pth"))
     assert first["algo"] == "reinforce" and "average_model" not in first
+    assert first["config"]["baseline_coef"] == 0.25 and first["config"]["t_max"] == 16
     counters = first["counters"]
     assert counters["global_steps"] >= 3000 and all(n > 0 for n in counters["worker_updates"])
     assert counters["optimizer_steps"] == sum(counters["worker_updates"])
     assert sum(counters["worker_steps"]) == 16 * sum(counters["worker_iterations"])   # t_max 16
 
-    resumed = toy_main(["--do_train", "--resume", run, "--total_steps", "5000", *common], tmp_path)
+    resumed = toy_main(["--do_train", "--resume", run, "--total_steps", "5000",
+                        "--baseline_coef", "0.3", *common], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resume: baseline_coef 0.25 -> 0.3" in resumed.stdout
     assert f"resuming {run} from step {counters['global_steps']:,}" in resumed.stdout
     assert "starts afresh" not in resumed.stderr
     later = load_checkpoint(os.path.join(run, "checkpoint.pth"))
     after = later["counters"]
+    assert later["config"]["baseline_coef"] == 0.3
     assert after["global_steps"] >= 5000 and after["optimizer_steps"] > counters["optimizer_steps"]
     assert all(not torch.equal(first["model"][k], later["model"][k]) for k in first["model"])
 
@@ -63,6 +68,24 @@ def test_the_toy_reads_a3cs_t_max_and_no_other_a3c_setting(tmp_path):
     assert refused.returncode == 2
     assert refused.stderr.strip() == ("error: --hidden_size is a setting of --algo a3c; --algo "
                                       "reinforce does not use it")
+    assert not (tmp_path / "Models").exists()
+
+
+def test_the_toys_own_setting_is_a_flag_with_help_a_range_and_an_owner(tmp_path):
+    """baseline_coef, declared in the toy's record only: in --help, range-checked, refused for
+    another algorithm; each refusal one line, exit 2, nothing written."""
+    helped = toy_main(["--help"], tmp_path)
+    assert helped.returncode == 0 and "--baseline_coef" in helped.stdout
+    assert "weight of the baseline's squared error" in " ".join(helped.stdout.split())
+    out_of_range = toy_main(["--do_train", "--algo", "reinforce", "--env_name", "CartPole-v1",
+                             "--baseline_coef", "-1"], tmp_path)
+    assert out_of_range.returncode == 2
+    assert out_of_range.stderr.strip() == "error: --baseline_coef must be >= 0, got -1.0"
+    not_its = toy_main(["--do_train", "--algo", "a3c", "--env_name", "CartPole-v1",
+                        "--baseline_coef", "0.3"], tmp_path)
+    assert not_its.returncode == 2
+    assert not_its.stderr.strip() == ("error: --baseline_coef is a setting of --algo reinforce; "
+                                      "--algo a3c does not use it")
     assert not (tmp_path / "Models").exists()
 
 

@@ -5,8 +5,10 @@ Each worker takes ``t_max`` steps (a setting it shares with feed-forward A3C), c
 discounted returns R_t (cut at episode ends, bootstrapped with the baseline V at the rollout's
 end) and updates the shared network with
 
-    loss = -mean_t log pi(a_t|x_t) (R_t - V(x_t))  +  critic_coef * mean_t (R_t - V(x_t))^2
-           - entropy_coef * mean_t H(pi(.|x_t)).
+    loss = -mean_t log pi(a_t|x_t) (R_t - V(x_t))  +  baseline_coef * mean_t (R_t - V(x_t))^2
+           - entropy_coef * mean_t H(pi(.|x_t)),
+
+``baseline_coef`` being a setting of its own, declared in its registry record.
 
 Everything it needs from the project is the public seam: :class:`Agent.registry.Algorithm`
 and :func:`Agent.registry.register`, :func:`Agent.interface.update_global` and the shared
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 
 from Agent.interface import update_global
-from Agent.registry import Algorithm, register
+from Agent.registry import Algorithm, own_setting, register
 from Agent.shared_math import entropy, retrace_targets
 from Utils.network_spec import NetworkSpec
 
@@ -97,7 +99,7 @@ class ToyAgent:
         policy_loss = -(taken * advantages.detach()).mean()
         value_loss = advantages.pow(2).mean()
         mean_entropy = entropy(log_policy).mean()
-        loss = policy_loss + cfg.critic_coef * value_loss - cfg.entropy_coef * mean_entropy
+        loss = policy_loss + cfg.baseline_coef * value_loss - cfg.entropy_coef * mean_entropy
         stats = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
                  "entropy": mean_entropy.detach()}
         return update_global(loss, stats, self.local_params, self.params, cfg, self.counters,
@@ -127,4 +129,7 @@ def toy_title(cfg) -> str:
 
 REINFORCE = register(Algorithm(name="reinforce", build_network=toy_network,
                                make_agent=make_toy_agent, rollout_length=toy_rollout_length,
-                               title=toy_title, reads=("t_max",)))
+                               title=toy_title, reads=("t_max",),
+                               settings=(own_setting("baseline_coef", 0.5, low=0.0,
+                                                     help="reinforce: weight of the baseline's "
+                                                          "squared error"),)))

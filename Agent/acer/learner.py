@@ -18,8 +18,6 @@ ACER's truncated importance weights correct for that lag as they do for replayed
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
@@ -31,7 +29,7 @@ from Utils.config import Config
 def acting_config(cfg: Config) -> Config:
     """An actor's config: its agent keeps only a staging replay of one trajectory (the
     learner holds the real ones) and saves none of it."""
-    return dataclasses.replace(cfg, total_memory_size=cfg.n_workers * cfg.k, save_replay=False)
+    return cfg.replaced(total_memory_size=cfg.n_workers * cfg.k, save_replay=False)
 
 
 def actor_start(agent: ACERAgent, resumed: bool) -> tuple:

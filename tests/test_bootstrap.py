@@ -87,10 +87,9 @@ def test_ray_skips_are_named_in_one_line(tmp_path):
         in result.stdout, result.stdout
 
 
-def test_the_quickstart_then_the_readme_test_in_the_same_copy(tmp_path):
-    """Following the README (its first command) must not make the suite's README test fail in
-    that tree: the files the Quick start writes (Models/, Logs/, Vid/) are not what a fresh
-    clone holds."""
+def quickstart_in_a_clone(tmp_path):
+    """A committed clone of this checkout in which the Quick start ran (400 CartPole steps);
+    (its folder, the environment used, the quick start's stdout)."""
     from test_readme_commands import fresh_copy
     copy = tmp_path / "clone"
     fresh_copy(copy)
@@ -105,6 +104,24 @@ def test_the_quickstart_then_the_readme_test_in_the_same_copy(tmp_path):
     assert "Quick start done" in quick.stdout and "Game 3/3: score" in quick.stdout
     assert "Game 1/1: score" in quick.stdout.split("--do_train")[0]   # the shipped Pong agent
     assert glob.glob(str(copy / "Models" / "CartPole-v1_acer_quickstart_*" / "checkpoint.pth"))
+    return copy, env, quick.stdout
+
+
+def test_the_quickstart_runs_and_writes_only_what_git_ignores(tmp_path):
+    """The README's first command works in a clone, and everything it writes (Models/, Logs/,
+    Vid/) is ignored, so a fresh clone of that tree holds none of it."""
+    copy, _, _ = quickstart_in_a_clone(tmp_path)
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=copy,
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0 and status.stdout == "", status.stdout[-2000:]
+
+
+@pytest.mark.slow   # about 100 s: test_readme_commands.py again, in the quick start's clone
+def test_the_quickstart_then_the_readme_test_in_the_same_copy(tmp_path):
+    """Following the README (its first command) must not make the suite's README test fail in
+    that tree: the files the Quick start writes (Models/, Logs/, Vid/) are not what a fresh
+    clone holds."""
+    copy, env, _ = quickstart_in_a_clone(tmp_path)
     suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                             "tests/test_readme_commands.py"], cwd=copy, env=env,
                            capture_output=True, text=True, timeout=1800)

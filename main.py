@@ -68,7 +68,7 @@ def build_config(args, overrides: dict, resume_state: dict | None = None):
     algo = overrides.get("algo") or default("algo")
     check_keys_for_algo(algo, [k for k, v in command_overrides(args).items() if v is not None])
     backend = overrides.get("backend") or default("backend")
-    if getattr(args, "ray_mode", None) is not None and backend != "ray":
+    if args.ray_mode is not None and backend != "ray":
         raise ConfigError(f"--ray_mode is a setting of --backend ray; this run uses --backend {backend}")
     env_name = overrides.get("env_name") or default("env_name")
     check_env_id(env_name)   # before the YAML: an unknown id cannot say its action space
@@ -363,7 +363,7 @@ def prepare_training(args):
     """Settings, run folder and trainer of the run to start or resume; checks everything
     before anything is written."""
     from Agent.runtime.state import env_spec
-    from Agent.algorithms import check_config
+    from Agent.algorithms import check_fits
     from Agent.training import backend_class, build_trainer
     from Utils.checkpoint import CheckpointError, check_writable_dir
     from Utils.config import ConfigError, save_config
@@ -384,7 +384,7 @@ def prepare_training(args):
         check_writable_dir(run_dir, "--models_dir")
         check_writable_dir(log_dir, "--logs_dir")
         spec = env_spec(cfg)
-        check_config(cfg, spec)
+        check_fits(cfg, spec)
         try:
             backend = backend_class(cfg)
         except ImportError:
@@ -405,7 +405,6 @@ def prepare_training(args):
 def train_command(args) -> int:
     """Train until a budget is spent or the run is stopped; exit 0, 1 (a failure), 130 or 143."""
     from Agent.runtime.trainer import Terminated, WorkerFailed
-    from Utils.checkpoint import CHECKPOINT_NAME
     from Utils import interrupts
     from Utils.config import plural
     cfg, run_dir, log_dir, trainer = prepare_training(args)

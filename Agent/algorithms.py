@@ -26,19 +26,15 @@ def get(name: str) -> Algorithm:
     return found
 
 
-def check_config(cfg: Config, env_spec: tuple | None = None) -> Algorithm:
+def check_config(cfg: Config) -> Algorithm:
     """Every check of a run's config, in one place: each setting's range
     (:meth:`Utils.config.Config.validate`), what the algorithm supports, and the algorithm's
-    own checks; given the environment's spec (:func:`Agent.runtime.state.env_spec`: obs
-    shape, actions, rollout length, bounds), also whether the precision suits its
-    observations and whether the run fits in the memory available now. Returns the
+    own checks (:func:`check_fits` adds those that need the environment). Returns the
     algorithm; raises :class:`ConfigError`."""
     algorithm = get(cfg.algo)
     cfg.validate()
     _check_support(cfg, algorithm)
     algorithm.validate(cfg)
-    if env_spec is not None:
-        _check_environment_fit(cfg, algorithm, env_spec)
     return algorithm
 
 
@@ -55,12 +51,15 @@ def _check_support(cfg: Config, algorithm: Algorithm) -> None:
                           f"{cfg.algo} runs with --ray_mode hogwild")
 
 
-def _check_environment_fit(cfg: Config, algorithm: Algorithm, env_spec: tuple) -> None:
-    """Refuse a precision the observations cannot use, or a run too big for the memory."""
+def check_fits(cfg: Config, env_spec: tuple) -> None:
+    """The checks of a checked config (:func:`check_config`) that need the environment's spec
+    (:func:`Agent.runtime.state.env_spec`: obs shape, actions, rollout length, bounds): a
+    precision its observations cannot use, or a run too big for the memory available now,
+    raise :class:`ConfigError`."""
     problem = check_precision(cfg.precision, env_spec[0])
     if problem:
         raise ConfigError(problem)
-    check_memory(cfg, algorithm.memory(cfg, *env_spec))
+    check_memory(cfg, get(cfg.algo).memory(cfg, *env_spec))
 
 
 def load_run_config(yaml_path: str, algo: str, overrides: dict, continuous: bool = False) -> Config:

@@ -431,14 +431,13 @@ def read_yaml_section(path: str, algo: str, section_name: str | None = None) -> 
     if not isinstance(table, dict) or not isinstance(table.get(name), dict):
         raise ConfigError(f"config file {path} has no '{name}:' section")
     section = table[name]
-    types = {key: f.type for key, f in FIELDS.items()}
     allowed = algo_keys(algo)
     for key, value in section.items():
         if key not in HYPERPARAMETER_KEYS:
             raise ConfigError(f"unknown key '{key}' in the '{name}' section of {path}")
         if key not in allowed:
             raise ConfigError(f"key '{key}' in the '{name}' section of {path} is not a setting of {algo}")
-        section[key] = _coerce(key, value, types[key], f"{path}: {name}.{key}")
+        section[key] = _coerce(key, value, FIELDS[key].type, f"{path}: {name}.{key}")
     return section
 
 
@@ -477,10 +476,9 @@ def load_config(yaml_path: str, algo: str, overrides: dict, continuous: bool = F
     values.update(read_yaml_section(yaml_path, algo))
     if continuous:
         values.update(read_yaml_section(yaml_path, algo, continuous_section(algo)))
-    types = {key: f.type for key, f in FIELDS.items()}
     for key, value in overrides.items():
         if value is not None:
-            values[key] = _coerce(key, value, types[key], f"--{key}")
+            values[key] = _coerce(key, value, FIELDS[key].type, f"--{key}")
     config = Config(**values)
     config.validate()
     return config

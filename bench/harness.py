@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict

@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 import psutil
-
-
 import torch
 
 from Agent.acer.replay import ReplayMemory

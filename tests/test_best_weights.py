@@ -11,7 +11,6 @@ from Agent.training import build_trainer
 from Utils.checkpoint import BEST_NAME, load_checkpoint
 from Utils.config import Config
 
-from conftest import ROOT
 
 
 def cartpole_trainer(tmp_path) :
@@ -80,7 +79,7 @@ def test_a_kill_while_writing_best_keeps_the_previous_file(tmp_path):
     assert trainer.save_best()
     trainer.logger.close()
     script = tmp_path / "writer.py"
-    script.write_text(KILLED_WRITER.format(root=ROOT, models=str(tmp_path / "M"),
+    script.write_text(KILLED_WRITER.format(models=str(tmp_path / "M"),
                                            run=trainer.run_dir, logs=str(tmp_path / "L" / "run2")))
     proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from Agent.training import build_trainer
-from conftest import ROOT
 from Utils.checkpoint import load_checkpoint, save_checkpoint
 from Utils.config import Config
 
@@ -33,7 +32,7 @@ SAVER = textwrap.dedent("""
 def test_kill_during_save_keeps_a_loadable_checkpoint(tmp_path):
     path = str(tmp_path / "checkpoint.pth")
     script = tmp_path / "saver.py"
-    script.write_text(SAVER.format(root=ROOT))
+    script.write_text(SAVER.format())
     rng = random.Random(0)
     last_n = 0
     for _ in range(8):

@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 import os
 import queue
-import sys
 
 import numpy as np
 import pytest
@@ -52,7 +51,6 @@ from Utils.network_spec import NetworkSpec
 from NN.shared_adam import SharedAdam
 from Utils.atari_wrappers import make_env
 from Utils.config import Config
-
 
 N_REPLAYED = 3          # replayed updates after the on-policy one
 LR = 1e-3               # larger than the default, so the steps stand well above rounding

@@ -62,12 +62,16 @@ def test_a_toy_algorithm_trains_resumes_and_plays_through_main(tmp_path):
     assert "reinforce on CartPole-v1" in played.stdout
 
 
+def refusal(algo: str, flags: list[str], cwd) -> str:
+    """The one line a training command with ``flags`` is refused with (exit 2)."""
+    refused = toy_main(["--do_train", "--algo", algo, "--env_name", "CartPole-v1", *flags], cwd)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    return refused.stderr.strip()
+
+
 def test_the_toy_reads_a3cs_t_max_and_no_other_a3c_setting(tmp_path):
-    refused = toy_main(["--do_train", "--algo", "reinforce", "--env_name", "CartPole-v1",
-                        "--hidden_size", "8"], tmp_path)
-    assert refused.returncode == 2
-    assert refused.stderr.strip() == ("error: --hidden_size is a setting of --algo a3c; --algo "
-                                      "reinforce does not use it")
+    assert refusal("reinforce", ["--hidden_size", "8"], tmp_path) == (
+        "error: --hidden_size is a setting of --algo a3c; --algo reinforce does not use it")
     assert not (tmp_path / "Models").exists()
 
 
@@ -77,15 +81,10 @@ def test_the_toys_own_setting_is_a_flag_with_help_a_range_and_an_owner(tmp_path)
     helped = toy_main(["--help"], tmp_path)
     assert helped.returncode == 0 and "--baseline_coef" in helped.stdout
     assert "weight of the baseline's squared error" in " ".join(helped.stdout.split())
-    out_of_range = toy_main(["--do_train", "--algo", "reinforce", "--env_name", "CartPole-v1",
-                             "--baseline_coef", "-1"], tmp_path)
-    assert out_of_range.returncode == 2
-    assert out_of_range.stderr.strip() == "error: --baseline_coef must be >= 0, got -1.0"
-    not_its = toy_main(["--do_train", "--algo", "a3c", "--env_name", "CartPole-v1",
-                        "--baseline_coef", "0.3"], tmp_path)
-    assert not_its.returncode == 2
-    assert not_its.stderr.strip() == ("error: --baseline_coef is a setting of --algo reinforce; "
-                                      "--algo a3c does not use it")
+    assert refusal("reinforce", ["--baseline_coef", "-1"], tmp_path) == (
+        "error: --baseline_coef must be >= 0, got -1.0")
+    assert refusal("a3c", ["--baseline_coef", "0.3"], tmp_path) == (
+        "error: --baseline_coef is a setting of --algo reinforce; --algo a3c does not use it")
     assert not (tmp_path / "Models").exists()
 
 

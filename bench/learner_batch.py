@@ -23,6 +23,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from Utils.config import default
 from bench.harness import RunShell, Worker, bench_config
 
 
@@ -57,7 +58,7 @@ def time_batches(agent, batches: list[int], repeats: int, rng: np.random.Generat
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env_name", default="PongNoFrameskip-v4")
+    p.add_argument("--env_name", default=default("env_name"))
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=20)

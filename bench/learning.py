@@ -30,6 +30,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from Utils.checkpoint import CheckpointError, load_checkpoint
+from Utils.config import default
 from Agent.algorithms import get
 from Utils.play import play
 
@@ -78,7 +79,7 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
                    help="train on until --max_minutes after the target is reached (a longer curve)")
     p.add_argument("--eval_episodes", type=int, default=20)
     p.add_argument("--max_minutes", type=float, default=20.0)
-    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--seed", type=int, default=default("seed"))
     p.add_argument("--greedy", action="store_true", help="evaluate the most probable action")
     p.add_argument("--out", default=None, help="folder for Models/ and Logs/ (default: a temp dir)")
     args, extra = p.parse_known_args()

@@ -27,6 +27,7 @@ import torch
 
 from Agent.acer.replay import ReplayMemory
 from Agent.runtime.parameters import SharedParameters
+from Utils.config import default
 from bench.harness import RunShell, Worker, bench_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,7 +123,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--transitions", type=int, default=60_000, help="transitions to store (one worker)")
     p.add_argument("--n_workers", type=int, default=2)
-    p.add_argument("--env_name", default="PongNoFrameskip-v4")
+    p.add_argument("--env_name", default=default("env_name"))
     p.add_argument("--full_run", action="store_true",
                    help="also measure a whole run's PSS with the full 6e5 replay (needs ~5 GB)")
     args = p.parse_args()

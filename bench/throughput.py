@@ -74,6 +74,7 @@ BACKEND_FLAGS = {"local": ["--backend", "local"], "ray": ["--backend", "ray"],
                  "actor_learner": ["--backend", "ray", "--ray_mode", "actor_learner"]}
 
 from Agent.algorithms import get
+from Utils.config import default
 from bench.harness import RunShell, Timer, Worker, bench_config
 
 
@@ -268,7 +269,7 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
     """The bench's own options, and the flags after them that go to ``main.py`` unchanged."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", nargs="+", default=["acer", "a3c"], choices=["acer", "a3c"])
-    p.add_argument("--env_name", default="PongNoFrameskip-v4")
+    p.add_argument("--env_name", default=default("env_name"))
     p.add_argument("--n_workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--backend", nargs="+", default=["local"], choices=list(BACKEND_FLAGS),
                    help="actor_learner: --backend ray --ray_mode actor_learner")

@@ -155,21 +155,32 @@ def test_shipped_pong_agents_win_full_games(tmp_path, main_cli, algo, readme_sco
     assert f"`Pong_{algo}.pth` | PongNoFrameskip-v4 | {readme_score} over 10 full games" in listing
 
 
-BREAKOUT_README_SCORE = "384.90 +- 34.43"
+# (file, game, its README score over 10 games, frame cap for the test's game or None, floor).
+SHIPPED_ATARI_ACER = [
+    # A whole Breakout game of about 380 points takes about 2,500 agent steps: the first 8,000
+    # frames suffice (the GIF's first 6,000 frames score 300).
+    ("Breakout_acer.pth", "BreakoutNoFrameskip-v4", "384.90 +- 34.43", 8000, 100),
+    # A whole SpaceInvaders game is about 900 agent steps; random play scores 148.
+    ("SpaceInvaders_acer.pth", "SpaceInvadersNoFrameskip-v4", "572.50 +- 155.65", None, 250),
+]
 
 
-def test_shipped_breakout_agent_plays_a_full_game(tmp_path, main_cli):
-    """'Pre-Trained Weights/Breakout_acer.pth' plays the first 8,000 frames of the real game (no
-    episodic life, sampled actions; a whole game of about 380 points takes about 2,500 agent
-    steps) without help, scoring at least 100 (docs/results.md: 384.90 +- 34.43 over 10 full
-    games, and 300 points in the GIF's first 6,000 frames); and its row in Pre-Trained
-    Weights/README.md."""
-    weights = os.path.join(ROOT, "Pre-Trained Weights", "Breakout_acer.pth")
-    result = main_cli(["--env_name", "BreakoutNoFrameskip-v4", "--weights", weights, "--episodes", "1",
-                       "--max_frames", "8000", "--no_video"], tmp_path, timeout=300)
+@pytest.mark.parametrize("weights_file, env_name, readme_score, max_frames, floor", SHIPPED_ATARI_ACER,
+                         ids=[row[1] for row in SHIPPED_ATARI_ACER])
+def test_shipped_atari_agent_plays_a_game(tmp_path, main_cli, weights_file, env_name, readme_score,
+                                          max_frames, floor):
+    """Each shipped 8-worker ACER agent plays one game of the real game (no episodic life, sampled
+    actions, no FIRE pressed for it), whole or up to its frame cap, and scores at least a floor
+    well under its 10-game mean in docs/results.md; and its row in Pre-Trained Weights/README.md
+    gives that mean."""
+    weights = os.path.join(ROOT, "Pre-Trained Weights", weights_file)
+    cap = ["--max_frames", str(max_frames)] if max_frames else []
+    result = main_cli(["--env_name", env_name, "--weights", weights, "--episodes", "1", "--no_video", *cap],
+                      tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     score = float(result.stdout.split("Game 1/1: score ")[1].split()[0])
-    assert score >= 100, result.stdout
+    assert score >= floor, result.stdout
+    if not max_frames:
+        assert "0 truncated" in result.stdout, result.stdout    # the whole game was played
     listing = open(os.path.join(ROOT, "Pre-Trained Weights", "README.md")).read()
-    assert (f"`Breakout_acer.pth` | BreakoutNoFrameskip-v4 | {BREAKOUT_README_SCORE} over 10 full "
-            "games") in listing
+    assert f"`{weights_file}` | {env_name} | {readme_score} over 10 full games" in listing

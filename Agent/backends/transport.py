@@ -6,6 +6,8 @@ through its object store without pickling them, where a torch tensor is pickled 
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -18,8 +20,11 @@ def flatten(tensors) -> np.ndarray:
 
 @torch.no_grad()
 def unflatten_into(vector: np.ndarray, tensors) -> None:
-    """Copy a :func:`flatten` vector back into ``tensors`` in place."""
-    flat, offset = torch.from_numpy(np.asarray(vector)), 0
+    """Copy a :func:`flatten` vector back into ``tensors`` in place. A vector from Ray's object
+    store is read-only; it is only read here, so torch's warning about writing to it is moot."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        flat, offset = torch.from_numpy(np.asarray(vector)), 0
     for t in tensors:
         n = t.numel()
         t.copy_(flat[offset:offset + n].view_as(t))
